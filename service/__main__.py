@@ -1,0 +1,51 @@
+"""`python -m service`: read the settings (SPLADE_* variables), then serve them with uvicorn.
+
+Exit codes: 0 after a normal shutdown, 2 for invalid settings, 1 when the model or index cannot be served
+(missing files, or an index built with another tokenizer); the reason is printed on stderr either way.
+One process, one uvicorn worker: scale out with more processes (see docs/service.md for why).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from service.settings import SettingsError, load_settings
+
+
+def main() -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"splade-serve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from service.app import create_app  # after logging is set up; imports numba and onnxruntime
+
+    failures: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def stop_on_failure(exc: BaseException) -> None:
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_startup_failure=stop_on_failure)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
+        lifespan="on", timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if failures:
+        exc = failures[0]
+        print(f"splade-serve: cannot serve: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

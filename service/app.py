@@ -1,0 +1,240 @@
+"""The FastAPI app: routes, start-up and the request-metrics middleware; the work is in `QueryPipeline`.
+
+Start-up runs in the background so `/healthz` answers while the model and index load; `/readyz` (and the
+search routes) answer 503 until the `Searcher` is loaded and warm. A load failure (e.g. the index and the
+encoder disagree on the tokenizer) is logged with its reason and, under `python -m service`, stops the
+process with a non-zero exit.
+"""
+# No `from __future__ import annotations` here: FastAPI must see the request model classes built at runtime.
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from service.errors import NotReadyError, install_error_handlers
+from service.metrics import ServiceMetrics
+from service.pipeline import STAGES, QueryPipeline
+from service.schemas import BatchSearchResponse, ErrorResponse, Health, Info, SearchResponse, request_models
+from service.searcher import Searcher
+from service.settings import Settings, load_settings
+
+logger = logging.getLogger("service")
+
+ROUTES = ("/search", "/search/batch", "/healthz", "/readyz", "/info", "/metrics", "/openapi.json", "/docs")
+_STARTED_KEY = "splade_started"
+
+_ERRORS = {
+    400: {"model": ErrorResponse, "description": "Malformed JSON."},
+    422: {"model": ErrorResponse, "description": "Invalid request: the details name the field and the limit."},
+    503: {"model": ErrorResponse, "description": "Not ready yet, or the queue is full (see Retry-After)."},
+    504: {"model": ErrorResponse, "description": "The search did not finish within the request timeout."},
+}
+
+
+def open_searcher(settings: Settings) -> Searcher:
+    """The production loader: encoder + index from the configured directories."""
+    from models.runtime import RuntimeOptions
+
+    options = RuntimeOptions(device=settings.device, intra_op_threads=settings.intra_op_threads)
+    return Searcher.from_paths(
+        settings.index_dir, settings.model_dir, options, query_max_terms=settings.max_query_terms
+    )
+
+
+class ServiceState:
+    """What the routes share: settings, metrics and, once loaded, the pipeline."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = ServiceMetrics()
+        self.pipeline: QueryPipeline | None = None
+        self.failure: str | None = None
+
+    def require_pipeline(self) -> QueryPipeline:
+        if self.pipeline is not None:
+            return self.pipeline
+        if self.failure is not None:
+            raise NotReadyError(f"the service failed to start: {self.failure}")
+        raise NotReadyError("the model and index are still loading", headers={"Retry-After": "1"})
+
+
+class RequestMetricsMiddleware:
+    """Pure ASGI (no per-request task): duration by endpoint and status, in-flight gauge, start stamp."""
+
+    def __init__(self, app, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        scope.setdefault("state", {})[_STARTED_KEY] = started
+        path = scope.get("path", "")
+        endpoint = path if path in ROUTES else "other"
+        status = {"code": 500}
+
+        async def send_and_watch(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.request_duration.labels(endpoint=endpoint, status=str(status["code"])).observe(
+                time.perf_counter() - started
+            )
+
+
+def _timings_ms(timings_s: dict) -> dict:
+    return {stage: round(timings_s.get(stage, 0.0) * 1000.0, 4) for stage in STAGES}
+
+
+def _server_timing(timings_ms: dict) -> str:
+    return ", ".join(f"{stage};dur={timings_ms[stage]}" for stage in STAGES)
+
+
+def _json(payload: dict, headers: dict | None = None, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json", headers=headers)
+
+
+def _search_payload(result: dict) -> dict:
+    result["timings_ms"] = _timings_ms(result.pop("timings_s"))
+    return result
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    searcher: Searcher | None = None,
+    searcher_factory: Callable[[Settings], Searcher] = open_searcher,
+    on_startup_failure: Callable[[BaseException], None] | None = None,
+) -> FastAPI:
+    """Build the app. `searcher` skips loading (tests, benchmarks share one); otherwise `searcher_factory`."""
+    settings = settings or load_settings()
+    state = ServiceState(settings)
+    models = request_models(settings)
+    SearchRequest, BatchSearchRequest = models.search, models.batch
+
+    async def load() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            loaded = searcher or await loop.run_in_executor(None, searcher_factory, settings)
+            started = time.perf_counter()
+            await loop.run_in_executor(None, loaded.warm_up)
+            pipeline = QueryPipeline(loaded, settings, state.metrics)
+            pipeline.start()
+            encoder, index = loaded.encoder, loaded.index
+            state.metrics.describe_artifacts(
+                model=str(settings.model_dir), kind=str(encoder.manifest.get("kind", "")),
+                provider=encoder.provider, index=str(settings.index_dir),
+                documents=index.num_documents, postings=index.num_postings,
+            )
+            state.pipeline = pipeline
+            logger.info(
+                "ready: %d documents, %d postings, provider %s, warm-up %.2f s",
+                index.num_documents, index.num_postings, encoder.provider, time.perf_counter() - started,
+            )
+        except Exception as exc:  # noqa: BLE001 - reported, then the process is told to stop
+            state.failure = f"{type(exc).__name__}: {exc}"
+            logger.error("cannot serve: %s", state.failure)
+            if on_startup_failure is not None:
+                on_startup_failure(exc)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        logger.info("settings: %s", json.dumps(settings.public_dict(), sort_keys=True))
+        loader = asyncio.get_running_loop().create_task(load(), name="splade-load")
+        try:
+            yield
+        finally:
+            loader.cancel()
+            try:
+                await loader
+            except asyncio.CancelledError:
+                pass
+            if state.pipeline is not None:
+                await state.pipeline.stop()
+                state.pipeline = None
+
+    app = FastAPI(
+        title="splade-serve",
+        version="0.1.0",
+        description="Learned sparse retrieval (SPLADE): ONNX query encoder + Numba-scored inverted index.",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+
+    @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
+    async def search(body: SearchRequest, request: Request) -> Response:
+        """Search with a query text or a raw sparse vector; stage timings also in `Server-Timing`."""
+        started = request.state.splade_started
+        pipeline = state.require_pipeline()
+        [result] = await pipeline.run([pipeline.prepare(body)], started)
+        payload = _search_payload(result)
+        return _json(payload, {"Server-Timing": _server_timing(payload["timings_ms"])})
+
+    @app.post("/search/batch", response_model=BatchSearchResponse, responses=_ERRORS)
+    async def search_batch(body: BatchSearchRequest, request: Request) -> Response:
+        """Many searches in one call; their texts are encoded together."""
+        started = request.state.splade_started
+        pipeline = state.require_pipeline()
+        prepared = [pipeline.prepare(q, field_prefix=f"queries[{i}].") for i, q in enumerate(body.queries)]
+        results = await pipeline.run(prepared, started)
+        per_query = [r["timings_s"] for r in results]
+        overall = {
+            # Texts share encoder batches, so their tokenize/queue/encode overlap: report the longest.
+            **{stage: max(t[stage] for t in per_query) for stage in ("tokenize", "queue", "encode")},
+            "score": sum(t["score"] for t in per_query),
+            "total": time.perf_counter() - started,
+        }
+        payload = {"results": [_search_payload(r) for r in results], "timings_ms": _timings_ms(overall)}
+        return _json(payload, {"Server-Timing": _server_timing(payload["timings_ms"])})
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Response:
+        """The process is alive (it may still be loading)."""
+        return _json({"status": "ok"})
+
+    @app.get("/readyz", response_model=Health, responses={503: _ERRORS[503]})
+    async def readyz() -> Response:
+        """The model and index are loaded and warm."""
+        state.require_pipeline()
+        return _json({"status": "ready"})
+
+    @app.get("/info", response_model=Info, responses={503: _ERRORS[503]})
+    async def info() -> Response:
+        """Model and index manifests, execution provider and settings."""
+        pipeline = state.require_pipeline()
+        encoder, index = pipeline.searcher.encoder, pipeline.searcher.index
+        return _json(
+            {
+                "model": encoder.manifest,
+                "index": index.manifest,
+                "provider": encoder.provider,
+                "settings": settings.public_dict(),
+            }
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = state.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For `uvicorn --factory service.app:create_app_from_env`."""
+    return create_app(load_settings())

@@ -1,0 +1,123 @@
+"""The service's settings: one frozen object, every field an environment variable with the `SPLADE_` prefix.
+
+Each field's description says its unit and why it exists; `docs/service.md` renders the same table.
+Invalid values fail start-up with `SettingsError`, whose message names the variable and the limit.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SPLADE_"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be served; the message names every bad variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    index_dir: Path = Field(
+        Path("data/indexes/python-docs"),
+        description="Index directory written by `python -m index_builder build`.",
+    )
+    model_dir: Path = Field(
+        Path("data/models/splade-tiny"),
+        description="Model artifact directory (manifest.json, tokenizer.json, query.onnx or query_weights.npy).",
+    )
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="ONNX Runtime execution provider: auto uses CUDA when present, else CPU."
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, le=256, description="ONNX Runtime threads inside one encoder call (0 = one per core)."
+    )
+    default_k: int = Field(10, ge=1, description="Hits returned when a request gives no `k`.")
+    max_k: int = Field(1000, ge=1, le=100_000, description="Largest `k` a request may ask for.")
+    max_query_terms: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Query terms kept after pruning (by weight): the server maximum and the default for "
+        "requests without `query_max_terms`.",
+    )
+    max_query_chars: int = Field(
+        2000, ge=1, le=1_000_000, description="Longest query text accepted, in characters."
+    )
+    max_batch_queries: int = Field(
+        64, ge=1, le=10_000, description="Most queries in one `POST /search/batch` request."
+    )
+    encoder_max_batch_size: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Most query texts encoded in one encoder call (1 turns micro-batching off).",
+    )
+    encoder_max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=10_000,
+        description="How long (ms) the oldest waiting query may wait for others to fill a batch.",
+    )
+    queue_limit: int = Field(
+        256,
+        ge=1,
+        le=1_000_000,
+        description="Query texts admitted but not yet encoded; beyond it requests get 503 + Retry-After.",
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="A search not answered within this many seconds gets 504."
+    )
+    score_threads: int = Field(
+        2, ge=1, le=256, description="Threads scoring queries in parallel (Numba releases the GIL)."
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level of the service and uvicorn."
+    )
+
+    @model_validator(mode="after")
+    def _limits_are_consistent(self) -> Settings:
+        if self.default_k > self.max_k:
+            raise ValueError(
+                f"{ENV_PREFIX}DEFAULT_K={self.default_k} is above {ENV_PREFIX}MAX_K={self.max_k}"
+            )
+        if self.max_batch_queries > self.queue_limit:
+            # A batch request is admitted whole or not at all, so it must fit in the queue.
+            raise ValueError(
+                f"{ENV_PREFIX}MAX_BATCH_QUERIES={self.max_batch_queries} is above "
+                f"{ENV_PREFIX}QUEUE_LIMIT={self.queue_limit}"
+            )
+        return self
+
+    def public_dict(self) -> dict:
+        """Every setting as JSON-ready values (there are no secrets to hide)."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings from the environment (overrides win); raise `SettingsError` naming each bad field."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            limit = _limit_of(error)
+            suffix = f" (limit: {limit})" if limit is not None else ""
+            got = f"; got {error.get('input')!r}" if field else ""
+            problems.append(f"{name}: {error['msg']}{suffix}{got}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+def _limit_of(error: dict):
+    ctx = error.get("ctx") or {}
+    for key in ("le", "lt", "ge", "gt", "max_length", "min_length"):
+        if key in ctx:
+            return ctx[key]
+    return None
