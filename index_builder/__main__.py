@@ -1,0 +1,36 @@
+"""`python -m index_builder {build,encode,verify}`: each verb lives in its own module."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from index_builder import build, encode, verify
+from index_builder.corpus import CorpusError
+from index_builder.index_format import IndexFormatError
+from index_builder.quantization import QuantizationRangeError
+from models.errors import ModelError
+
+VERBS = {
+    "build": (build, "build an index from a corpus (text or pre-encoded vectors)"),
+    "encode": (encode, "encode a corpus into a vectors JSONL file"),
+    "verify": (verify, "open and validate an index"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m index_builder", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for name, (module, help_text) in VERBS.items():
+        module.add_arguments(verbs.add_parser(name, help=help_text, description=module.__doc__,
+                                              formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
+    try:
+        return VERBS[args.verb][0].run(args)
+    except (CorpusError, IndexFormatError, QuantizationRangeError, ModelError, ValueError, OSError) as exc:
+        # Known input problems: one clear line, no traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

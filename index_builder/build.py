@@ -1,0 +1,214 @@
+r"""`python -m index_builder build`: corpus -> encoded, pruned, quantized, inverted index, written atomically.
+
+    python -m index_builder build --model data/models/splade-tiny --corpus corpus.jsonl --out data/indexes/x \
+        [--doc-max-terms N] [--max-length L] [--batch-size B] [--impact-bits 8|16] [--memory-budget-mb M]
+
+The corpus is a BEIR folder, a JSONL/TSV of (id, text), or pre-encoded vectors JSONL (see corpus.py). Documents
+keep corpus order: document number i is the i-th document. Duplicate ids are an error (naming the id and both
+positions); documents whose text is empty are kept (id and store) with no postings, counted in the manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from index_builder import index_format
+from index_builder.corpus import FORMATS, CorpusDocument, CorpusError, count_lines, detect_format, read_corpus
+from index_builder.encoding import WINDOW_BATCHES, SparseVector, encode_texts, vectors_from_tokens, windows
+from index_builder.inversion import ChunkedInverter, InversionResult
+from index_builder.vectors_file import VectorsWriter, read_sidecar
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    doc_max_terms: int | None = None
+    max_length: int | None = None       # document tokens; None = the model manifest's document max length
+    batch_size: int = 32
+    corpus_format: str = "auto"
+    progress: bool = True
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, type=Path, help="model artifact directory (python -m models ...)")
+    parser.add_argument("--corpus", required=True, type=Path,
+                        help="BEIR folder, corpus .jsonl/.tsv of id+text, or pre-encoded vectors .jsonl")
+    parser.add_argument("--format", dest="corpus_format", choices=FORMATS, default="auto",
+                        help="corpus format (default: detected from the path and the first line)")
+    parser.add_argument("--doc-max-terms", type=positive_int, default=None,
+                        help="keep each document's N highest-weighted terms (default: all non-zero terms)")
+    parser.add_argument("--max-length", type=positive_int, default=None,
+                        help="document max length in tokens (default: the model manifest's, 256 for SPLADE-Tiny)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="documents per encoder call (32)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_encoder(model_dir: Path, max_length: int | None):
+    from models.runtime import RuntimeOptions, load_document_encoder
+
+    return load_document_encoder(model_dir, RuntimeOptions(), max_length=max_length)
+
+
+def model_summary(encoder) -> dict[str, Any]:
+    manifest = encoder.manifest
+    return {key: manifest.get(key) for key in ("kind", "source", "max_length", "files", "format_version")}
+
+
+def encoded_documents(corpus: Path, encoder, settings: EncodeSettings
+                      ) -> Iterator[tuple[list[CorpusDocument], list[SparseVector]]]:
+    """Windows of (documents, vectors) in corpus order, with a progress bar; duplicate ids are an error."""
+    fmt = detect_format(corpus) if settings.corpus_format == "auto" else settings.corpus_format
+    seen: dict[str, int] = {}
+    position = 0
+    with tqdm(total=count_lines(corpus), unit="doc", desc="encoding" if fmt != "vectors" else "reading",
+              disable=not settings.progress, mininterval=1.0, smoothing=0.05) as bar:
+        for window in windows(read_corpus(corpus, fmt), settings.batch_size * WINDOW_BATCHES):
+            for doc in window:
+                if doc.id in seen:
+                    raise CorpusError(f"{corpus}: duplicate document id {doc.id!r} (documents #{seen[doc.id]} "
+                                      f"and #{position})")
+                seen[doc.id] = position
+                position += 1
+            if fmt == "vectors":
+                vectors = vectors_from_tokens(encoder, window, settings.doc_max_terms)
+            else:
+                vectors = encode_texts(encoder, window, settings.batch_size, settings.doc_max_terms)
+            yield window, vectors
+            bar.update(len(window))
+
+
+def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettings = EncodeSettings(), *,
+                impact_bits: int = 8, memory_budget_mb: int = 1024, store_text: bool = True,
+                save_vectors: Path | None = None, encoder=None) -> dict[str, Any]:
+    """Build the index at `out` (replacing any previous one only once the new one is complete and valid)."""
+    started = time.time()
+    corpus, out = Path(corpus), Path(out)
+    fmt = detect_format(corpus) if settings.corpus_format == "auto" else settings.corpus_format
+    encoder = encoder or load_encoder(model_dir, settings.max_length)
+    document_max_length = encoder.max_length
+    doc_max_terms = settings.doc_max_terms
+    if fmt == "vectors":
+        document_max_length, doc_max_terms = _vectors_provenance(corpus, encoder, doc_max_terms)
+    writer = VectorsWriter(save_vectors, encoder) if save_vectors else None
+    try:
+        with index_format.atomic_index_dir(out) as staged:
+            inverter = ChunkedInverter(staged / "_runs", encoder.vocab_size, memory_budget_mb << 20)
+            ids = index_format.StringTableWriter(staged, index_format.IDS)
+            store = index_format.StringTableWriter(staged, index_format.DOCUMENTS) if store_text else None
+            empty_documents, any_text = 0, False
+            for window, vectors in encoded_documents(corpus, encoder, settings):
+                inverter.add_documents(vectors)
+                for doc, (term_ids, weights) in zip(window, vectors):
+                    ids.append(doc.id)
+                    empty_documents += len(term_ids) == 0
+                    if store is not None:
+                        any_text = any_text or bool(doc.title or doc.text)
+                        store.append(json.dumps({"title": doc.title, "text": doc.text}, ensure_ascii=False))
+                    if writer is not None:
+                        writer.write(doc, term_ids, weights)
+            if len(ids) == 0:
+                raise CorpusError(f"{corpus}: no documents")
+            ids.close()
+            if store is not None:
+                store.close()
+                if not any_text:  # e.g. vectors without text: no store rather than a store of empty strings
+                    for name in (f"{index_format.DOCUMENTS}.bin", f"{index_format.DOCUMENTS}.offsets.npy"):
+                        (staged / name).unlink()
+            result = inverter.finish(staged, impact_bits)
+            manifest = index_manifest(
+                result, started, encoder.vocab_size, encoder.tokenizer_sha256, empty_documents,
+                model=model_summary(encoder), document_max_length=document_max_length,
+                doc_max_terms=doc_max_terms, corpus={"path": str(corpus), "format": fmt},
+                document_store=bool(store is not None and any_text),
+                build={"memory_budget_mb": memory_budget_mb, "inversion_runs": result.runs,
+                       "batch_size": settings.batch_size})
+            manifest = index_format.write_manifest(staged, manifest)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close({"vocab_size": encoder.vocab_size, "tokenizer_sha256": encoder.tokenizer_sha256,
+                      "model": model_summary(encoder), "document_max_length": document_max_length,
+                      "doc_max_terms": doc_max_terms})
+    return manifest
+
+
+def index_manifest(result: InversionResult, started: float, vocab_size: int, tokenizer_sha256: str,
+                   empty_documents: int, **fields: Any) -> dict[str, Any]:
+    """The manifest fields every index has; `fields` adds model, corpus and build facts."""
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(time.time() - started, 3),
+        "vocab_size": int(vocab_size),
+        "tokenizer_sha256": tokenizer_sha256,
+        "counts": {
+            "documents": result.num_documents,
+            "postings": result.num_postings,
+            "terms_with_postings": result.terms_with_postings,
+            "empty_documents": int(empty_documents),
+            "mean_terms_per_document": round(result.num_postings / max(result.num_documents, 1), 3),
+        },
+        "quantization": result.quantization.to_manifest(),
+        "document_store": False,
+        # Reserved for the pruned scorers: per-term maxima over fixed-size document blocks.
+        "block_max": None,
+        **fields,
+    }
+
+
+def _vectors_provenance(corpus: Path, encoder, doc_max_terms: int | None) -> tuple[int | None, int | None]:
+    """Document max length and max terms of saved vectors, from their sidecar (checked against the model)."""
+    sidecar = read_sidecar(corpus)
+    if sidecar is None:
+        return None, doc_max_terms
+    if sidecar.get("tokenizer_sha256") != encoder.tokenizer_sha256 or sidecar.get("vocab_size") != encoder.vocab_size:
+        raise CorpusError(f"{corpus}: the vectors were encoded with another vocabulary than the model's "
+                          f"(tokenizer_sha256/vocab_size in the sidecar differ)")
+    saved_terms = sidecar.get("doc_max_terms")
+    if saved_terms is not None and (doc_max_terms is None or doc_max_terms > saved_terms):
+        doc_max_terms = saved_terms
+    return sidecar.get("document_max_length"), doc_max_terms
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_encode_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, help="index directory to create or replace")
+    parser.add_argument("--impact-bits", type=int, choices=(8, 16), default=8,
+                        help="bits per stored impact: 8 (default, compact) or 16 (near-float precision)")
+    parser.add_argument("--memory-budget-mb", type=positive_int, default=1024,
+                        help="memory for buffered postings during inversion, in MiB (1024)")
+    parser.add_argument("--no-text", action="store_true", help="do not store titles and texts")
+    parser.add_argument("--save-vectors", type=Path, default=None,
+                        help="also write the encoded vectors as JSONL (rebuild later without encoding)")
+
+
+def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
+    return EncodeSettings(doc_max_terms=args.doc_max_terms, max_length=args.max_length, batch_size=args.batch_size,
+                          corpus_format=args.corpus_format, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = build_index(args.corpus, args.out, args.model, settings_from_args(args), impact_bits=args.impact_bits,
+                           memory_budget_mb=args.memory_budget_mb, store_text=not args.no_text,
+                           save_vectors=args.save_vectors)
+    counts, quant = manifest["counts"], manifest["quantization"]
+    size = sum(entry["size"] for entry in manifest["files"].values())
+    print(f"built {args.out}: {counts['documents']} documents ({counts['empty_documents']} empty), "
+          f"{counts['postings']} postings, {quant['dtype']} impacts (scale {quant['scale']:.6g}), "
+          f"{size / 2**20:.1f} MiB, {manifest['build_seconds']:.1f} s")
+    return 0

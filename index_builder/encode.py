@@ -1,0 +1,45 @@
+r"""`python -m index_builder encode`: corpus -> pre-encoded vectors JSONL, to build several indexes from one encoding.
+
+    python -m index_builder encode --model data/models/splade-tiny --corpus scifact/ --out vectors.jsonl \
+        [--doc-max-terms N] [--max-length L] [--batch-size B]
+
+Then `python -m index_builder build --corpus vectors.jsonl --doc-max-terms 128 ...` prunes the saved vectors
+exactly as encoding with that limit would (the graph's top-k and `encoding.prune` keep the same terms).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from index_builder.build import add_encode_arguments, encoded_documents, load_encoder, model_summary, settings_from_args
+from index_builder.corpus import CorpusError
+from index_builder.vectors_file import VectorsWriter
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_encode_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, help="vectors JSONL file to write")
+
+
+def encode_corpus(corpus: Path, out: Path, model_dir: Path, settings) -> int:
+    encoder = load_encoder(model_dir, settings.max_length)
+    writer = VectorsWriter(out, encoder)
+    try:
+        for window, vectors in encoded_documents(corpus, encoder, settings):
+            for doc, (term_ids, weights) in zip(window, vectors):
+                writer.write(doc, term_ids, weights)
+        if writer.count == 0:
+            raise CorpusError(f"{corpus}: no documents")
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close({"vocab_size": encoder.vocab_size, "tokenizer_sha256": encoder.tokenizer_sha256,
+                  "model": model_summary(encoder), "document_max_length": encoder.max_length,
+                  "doc_max_terms": settings.doc_max_terms})
+    return writer.count
+
+
+def run(args: argparse.Namespace) -> int:
+    count = encode_corpus(args.corpus, args.out, args.model, settings_from_args(args))
+    print(f"wrote {count} document vectors to {args.out}")
+    return 0
