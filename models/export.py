@@ -1,0 +1,151 @@
+"""Export a checkpoint (siamese, separate query/doc, or inference-free) into a model artifact directory.
+
+Imports torch and transformers; the service never imports this module.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from models import artifact
+from models.checkpoints import Checkpoint, load_checkpoint
+from models.errors import CheckpointError
+from models.parity import measure_export_parity, measure_onnx_pair
+from models.quantization import quantize_int8
+from models.splade_graph import export_encoder_onnx
+from models.weight_table import read_weight_table
+
+DEFAULT_OPSET = 17
+
+
+def _truncating(tokenizer: Tokenizer, max_length: int) -> Tokenizer:
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.enable_truncation(max_length=max_length)
+    return copy
+
+
+def _check_lengths(query_max_length: int, doc_max_length: int, checkpoints: list[Checkpoint]) -> None:
+    for name, value in (("query max length", query_max_length), ("document max length", doc_max_length)):
+        if value < 2:
+            raise CheckpointError(f"{name} must be >= 2 tokens (room for the special tokens), got {value}")
+        for checkpoint in checkpoints:
+            limit = checkpoint.max_position_embeddings
+            if limit is not None and value > limit:
+                raise CheckpointError(f"{name} {value} exceeds {checkpoint.source}'s position limit of {limit} tokens")
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def export_artifact(
+    kind: str,
+    out: Path | str,
+    *,
+    model: str | None = None,
+    query_model: str | None = None,
+    doc_model: str | None = None,
+    query_weights: Path | str | None = None,
+    revision: str | None = None,
+    query_max_length: int = artifact.DEFAULT_QUERY_MAX_LENGTH,
+    doc_max_length: int = artifact.DEFAULT_DOC_MAX_LENGTH,
+    opset: int = DEFAULT_OPSET,
+    int8: bool = False,
+    origin: dict[str, Any] | None = None,
+    source_label: str | None = None,
+) -> dict[str, Any]:
+    """Write the artifact atomically to `out` and return its manifest.
+
+    `origin` records where a fetched checkpoint came from; `source_label` replaces a temporary source path
+    in the manifest with that name.
+    """
+    if kind == "siamese":
+        if not model:
+            raise CheckpointError("kind=siamese needs --model (a checkpoint directory or hub id)")
+        doc = query = load_checkpoint(model, revision)
+    elif kind == "separate":
+        if not (query_model and doc_model):
+            raise CheckpointError("kind=separate needs both --query-model and --doc-model")
+        query, doc = load_checkpoint(query_model, revision), load_checkpoint(doc_model, revision)
+        if query.tokenizer.to_str() != doc.tokenizer.to_str():
+            raise CheckpointError(
+                f"the query checkpoint {query_model} and the document checkpoint {doc_model} use different "
+                "tokenizers; an index needs one vocabulary for both sides"
+            )
+    elif kind == "inference-free":
+        if not (doc_model and query_weights):
+            raise CheckpointError("kind=inference-free needs --doc-model and --query-weights (an idf.json table)")
+        doc, query = load_checkpoint(doc_model, revision), None
+    else:
+        raise CheckpointError(f"kind must be one of {', '.join(artifact.KINDS)}, got {kind!r}")
+    checkpoints = [doc] + ([query] if query is not None and query is not doc else [])
+    _check_lengths(query_max_length, doc_max_length, checkpoints)
+
+    if source_label is not None:
+        for checkpoint in checkpoints:
+            checkpoint.source = source_label
+    source: dict[str, Any] = {"document": doc.describe()}
+    parity: dict[str, Any] = {}
+    quantization: dict[str, Any] | None = {} if int8 else None
+    with artifact.atomic_directory(out) as staging:
+        doc.tokenizer.save(str(staging / artifact.TOKENIZER))
+        export_encoder_onnx(doc.model, staging / artifact.DOC_ONNX, opset)
+        parity["document"] = measure_export_parity(
+            doc.model, staging / artifact.DOC_ONNX, _truncating(doc.tokenizer, doc_max_length), doc.vocab_size
+        )
+        if kind == "inference-free":
+            table = read_weight_table(query_weights, doc.tokenizer, doc.vocab_size, doc.special_token_ids)
+            np.save(staging / artifact.QUERY_WEIGHTS, table)
+            source["query"] = {"weights": str(query_weights), "sha256": artifact.sha256_file(Path(query_weights))}
+            parity["query"] = {"lookup": True, "non_zero_terms": int(np.count_nonzero(table))}
+        else:
+            if query is doc:
+                shutil.copyfile(staging / artifact.DOC_ONNX, staging / artifact.QUERY_ONNX)
+            else:
+                export_encoder_onnx(query.model, staging / artifact.QUERY_ONNX, opset)
+            source["query"] = query.describe()
+            parity["query"] = measure_export_parity(
+                query.model, staging / artifact.QUERY_ONNX, _truncating(query.tokenizer, query_max_length),
+                query.vocab_size,
+            )
+        if int8:
+            for name in (artifact.QUERY_ONNX, artifact.DOC_ONNX):
+                if not (staging / name).exists():
+                    continue
+                quantized = staging / artifact.int8_name(name)
+                quantize_int8(staging / name, quantized)
+                side_max = query_max_length if name == artifact.QUERY_ONNX else doc_max_length
+                figures = measure_onnx_pair(staging / name, quantized, _truncating(doc.tokenizer, side_max), doc.vocab_size)
+                figures["bytes_fp32"] = (staging / name).stat().st_size
+                figures["bytes_int8"] = quantized.stat().st_size
+                quantization[artifact.int8_name(name)] = figures
+        limits = [c.max_position_embeddings for c in checkpoints if c.max_position_embeddings is not None]
+        manifest = {
+            "format_version": artifact.FORMAT_VERSION,
+            "kind": kind,
+            "source": source,
+            "origin": origin,
+            "vocab_size": doc.vocab_size,
+            "tokenizer_sha256": artifact.sha256_file(staging / artifact.TOKENIZER),
+            "max_length": {"query": query_max_length, "document": doc_max_length},
+            "max_position_embeddings": min(limits) if limits else None,
+            "opset": opset,
+            "files": {path.name: artifact.sha256_file(path) for path in sorted(staging.iterdir())},
+            "parity": parity,
+            "quantization": quantization,
+            "exporter": _versions(),
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        artifact.write_json(staging / artifact.MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,115 @@
+"""Parity figures recorded at export: the exported graph against the PyTorch SPLADE reference.
+
+The reference is the textbook formula, max over positions of log(1 + relu(logits)) * mask, computed in torch
+on the transformers model, so any drift of the reformulated graph shows up here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+import torch
+from tokenizers import Tokenizer
+
+from models.tokenization import TokenizedBatch, tokenize
+
+# Varied on purpose: short, long (truncated), punctuation, digits, non-ASCII, empty-ish.
+PARITY_TEXTS = [
+    "what is splade",
+    "a",
+    "?",
+    "How do I read a file line by line in Python?",
+    "COVID-19 vaccines reduce hospitalisation; do they reduce transmission?",
+    "Über die Relativitätstheorie — ein Überblick (1916).",
+    "東京は日本の首都です。",
+    "naïve café résumé coöperate",
+    "x = f(y) + 2 * z ** 3 / (a - b) % c",
+    "emoji test 🙂🚀 with symbols #hashtag @mention",
+    "The quick brown fox jumps over the lazy dog. " * 3,
+    "Inverted indexes map each term to the list of documents containing it, with impacts. " * 12,
+    "Learned sparse retrieval expands queries and documents with related vocabulary terms. " * 40,
+    "p53 mutations are found in about half of human cancers",
+    "What are the side effects of aspirin?",
+    "email: someone@example.com, url: https://example.org/a?b=c&d=e",
+    "    leading and trailing spaces    ",
+    "UPPER CASE AND lower case And Mixed",
+    "numbers 3.14159 2,718 1e-10 -42",
+    "Ελληνικά κείμενα και русский текст",
+]
+
+
+def dense_from_top_k(term_ids: np.ndarray, weights: np.ndarray, vocab_size: int) -> np.ndarray:
+    dense = np.zeros((term_ids.shape[0], vocab_size), dtype=np.float32)
+    np.put_along_axis(dense, term_ids, weights, axis=1)
+    return dense
+
+
+def onnx_dense_weights(session: onnxruntime.InferenceSession, batch: TokenizedBatch, vocab_size: int) -> np.ndarray:
+    """All weights (top_k = vocabulary size: no pruning) scattered into [batch, vocab]."""
+    term_ids, weights = session.run(
+        ["term_ids", "weights"],
+        {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+         "top_k": np.array(vocab_size, dtype=np.int64)},
+    )
+    return dense_from_top_k(term_ids, weights, vocab_size)
+
+
+def reference_dense_weights(masked_lm: torch.nn.Module, batch: TokenizedBatch) -> np.ndarray:
+    input_ids = torch.from_numpy(batch.input_ids)
+    mask = torch.from_numpy(batch.attention_mask)
+    with torch.no_grad():
+        logits = masked_lm(input_ids=input_ids, attention_mask=mask).logits
+        weights = torch.log1p(torch.relu(logits)) * mask[:, :, None].to(logits.dtype)
+        return weights.amax(dim=1).numpy()
+
+
+def top_k_sets_agree(reference: np.ndarray, candidate: np.ndarray, k: int, tolerance: float = 1e-4) -> bool:
+    """Same top-k non-zero terms, ties aside: a term in only one set must weigh (in the reference) within
+    `tolerance` of the reference's k-th weight."""
+    k = min(k, int(np.count_nonzero(reference > 0)))
+    if k == 0:
+        return int(np.count_nonzero(candidate > tolerance)) == 0
+    ref_top = set(np.argsort(-reference, kind="stable")[:k].tolist())
+    cand_top = set(np.argsort(-candidate, kind="stable")[:k].tolist())
+    kth = np.sort(reference)[::-1][k - 1]
+    return all(abs(reference[term] - kth) <= tolerance for term in ref_top ^ cand_top)
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, k: int = 64) -> dict:
+    agree = [top_k_sets_agree(r, c, k) for r, c in zip(reference, candidate)]
+    overlaps = []
+    for r, c in zip(reference, candidate):
+        kk = min(10, int(np.count_nonzero(r > 0))) or 1
+        overlaps.append(len(set(np.argsort(-r)[:kk]) & set(np.argsort(-c)[:kk])) / kk)
+    return {
+        "texts": int(reference.shape[0]),
+        "max_abs_diff": float(np.abs(reference - candidate).max()) if reference.size else 0.0,
+        f"top{k}_sets_agree": float(np.mean(agree)) if agree else 1.0,
+        "top10_overlap": float(np.mean(overlaps)) if overlaps else 1.0,
+    }
+
+
+def batches(tokenizer: Tokenizer, texts: list[str], sizes=(1, 8)):
+    """The texts once one by one and once in padded batches, so both paths are measured."""
+    for size in sizes:
+        for start in range(0, len(texts), size):
+            yield tokenize(tokenizer, texts[start:start + size])
+
+
+def measure_export_parity(masked_lm: torch.nn.Module, onnx_path, tokenizer: Tokenizer, vocab_size: int) -> dict:
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    reference, candidate = [], []
+    for batch in batches(tokenizer, PARITY_TEXTS):
+        reference.append(reference_dense_weights(masked_lm, batch))
+        candidate.append(onnx_dense_weights(session, batch, vocab_size))
+    return compare(np.concatenate(reference), np.concatenate(candidate))
+
+
+def measure_onnx_pair(fp32_path, int8_path, tokenizer: Tokenizer, vocab_size: int) -> dict:
+    """int8 against fp32, both in ONNX Runtime: what quantization costs."""
+    fp32 = onnxruntime.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    int8 = onnxruntime.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+    reference, candidate = [], []
+    for batch in batches(tokenizer, PARITY_TEXTS, sizes=(8,)):
+        reference.append(onnx_dense_weights(fp32, batch, vocab_size))
+        candidate.append(onnx_dense_weights(int8, batch, vocab_size))
+    return compare(np.concatenate(reference), np.concatenate(candidate))

@@ -1,0 +1,94 @@
+"""The SPLADE head as a traceable torch module, and the TopK tail appended to the exported ONNX graph.
+
+Pooling is reformulated for speed with identical outputs: log1p and relu are monotone, so
+max_pos log1p(relu(logit)) == log1p(relu(max_pos logit)). The [batch, seq, vocab] logits are then only
+reduced, never transformed element-wise. Padded positions must not win the max: rather than masking the
+[batch, seq, vocab] logits, the vocabulary projection's input rows at padded positions are replaced by the
+row of the first real token (a [batch, seq, hidden] select), whose logits are in the max anyway.
+"""
+from __future__ import annotations
+
+import onnx
+import torch
+from onnx import TensorProto, helper
+
+DENSE_OUTPUT = "dense_weights"
+
+
+class SpladePooling(torch.nn.Module):
+    """input_ids, attention_mask -> dense SPLADE weights [batch, vocab] = log1p(relu(masked max of logits))."""
+
+    def __init__(self, masked_lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.masked_lm = masked_lm
+        self._mask: torch.Tensor | None = None
+
+    def _replace_padded_rows(self, module: torch.nn.Module, args: tuple) -> tuple:
+        hidden, mask = args[0], self._mask
+        first_real = mask.to(torch.float32).argmax(dim=1)  # right or left padding alike
+        index = first_real[:, None, None].expand(-1, 1, hidden.shape[-1])
+        anchor = hidden.gather(1, index)
+        return (torch.where(mask[:, :, None].to(torch.bool), hidden, anchor),) + tuple(args[1:])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # The vocabulary projection is position-wise, so replacing its input rows changes only those positions.
+        # The hook lives only for this call, leaving the wrapped model untouched for reference runs.
+        self._mask = attention_mask
+        hook = self.masked_lm.get_output_embeddings().register_forward_pre_hook(self._replace_padded_rows)
+        try:
+            logits = self.masked_lm(input_ids=input_ids, attention_mask=attention_mask).logits
+        finally:
+            hook.remove()
+            self._mask = None
+        return torch.log1p(torch.relu(logits.amax(dim=1)))
+
+
+def append_top_k(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace the dense output with TopK(k = graph input `top_k`): outputs term_ids, weights (descending)."""
+    graph = model.graph
+    dense = next(output for output in graph.output if output.name == DENSE_OUTPUT)
+    graph.output.remove(dense)
+    graph.input.append(helper.make_tensor_value_info("top_k", TensorProto.INT64, []))
+    graph.node.extend(
+        [
+            helper.make_node(
+                "Constant", [], ["top_k_shape"], value=helper.make_tensor("shape_1", TensorProto.INT64, [1], [1])
+            ),
+            helper.make_node("Reshape", ["top_k", "top_k_shape"], ["top_k_1d"]),  # TopK wants K as [1]
+            helper.make_node(
+                "TopK", [DENSE_OUTPUT, "top_k_1d"], ["weights", "term_ids"], axis=-1, largest=1, sorted=1
+            ),
+        ]
+    )
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("term_ids", TensorProto.INT64, ["batch", "top_k"]),
+            helper.make_tensor_value_info("weights", TensorProto.FLOAT, ["batch", "top_k"]),
+        ]
+    )
+    return model
+
+
+def export_encoder_onnx(masked_lm: torch.nn.Module, path, opset: int = 17) -> None:
+    """Trace the SPLADE head around `masked_lm` and write the graph-contract ONNX file to `path`."""
+    pooling = SpladePooling(masked_lm).eval()
+    # A padded dummy batch, so the traced graph keeps the attention-mask path (an all-ones mask may be skipped).
+    input_ids = torch.full((2, 8), 5, dtype=torch.long)
+    attention_mask = torch.ones((2, 8), dtype=torch.long)
+    attention_mask[1, 5:] = 0
+    with torch.no_grad():
+        torch.onnx.export(
+            pooling,
+            (input_ids, attention_mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=[DENSE_OUTPUT],
+            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                          DENSE_OUTPUT: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    model = append_top_k(onnx.load(str(path)))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
