@@ -315,6 +315,7 @@ def atomic_index_dir(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(target)
     staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-{os.getpid()}-", dir=target.parent))
+    staged.chmod(0o755)  # mkdtemp's 0700 would hide the index from a service running as another user
     try:
         yield staged
         _fsync_tree(staged)

@@ -1,0 +1,161 @@
+"""The Searcher on a real index (300 SciFact documents) with the real query encoder."""
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from index_builder.csr_index import build_index_from_csr
+from index_builder.index_format import open_index
+from models.runtime import load_query_encoder
+from service.searcher import IncompatibleArtifactsError, Searcher, SparseQuery, UnknownTokenError
+
+QUERIES = [
+    "Do proteins fold into their native structure quickly?",
+    "vitamin D deficiency and bone fractures in the elderly",
+    "cerebral white matter development in newborns",
+    "gene expression in cancer cells",
+    "antibiotic resistance",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(default_model_dir):
+    return load_query_encoder(default_model_dir)
+
+
+@pytest.fixture(scope="module")
+def searcher(small_index_dir, encoder):
+    searcher = Searcher(open_index(small_index_dir), encoder)
+    searcher.warm_up()
+    return searcher
+
+
+@pytest.fixture(scope="module")
+def corpus_lines(small_corpus):
+    return [json.loads(line) for line in small_corpus.read_text(encoding="utf-8").splitlines()]
+
+
+def dense_scores(index, query: SparseQuery) -> np.ndarray:
+    """Brute force over the whole index: float32 sums in query-term order, as the scorer defines them."""
+    acc = np.zeros(index.num_documents, dtype=np.float32)
+    for term, weight in zip(query.term_ids, query.weights):
+        docs, impacts = index.postings(int(term))
+        acc[docs] += (np.float32(weight) * np.float32(index.scale)) * impacts.astype(np.float32)
+    return acc
+
+
+@pytest.mark.parametrize("text", QUERIES)
+def test_text_search_equals_brute_force(searcher, text):
+    result = searcher.search(text, k=20)
+    query = searcher.encode_tokenized(searcher.tokenize([text]))[0]
+    acc = dense_scores(searcher.index, query)
+    matching = np.flatnonzero(acc > 0)
+    expected = matching[np.lexsort((matching, -acc[matching]))][:20]
+    assert [hit.doc_number for hit in result.hits] == expected.tolist()
+    assert [hit.score for hit in result.hits] == acc[expected].tolist()
+    assert [hit.id for hit in result.hits] == [searcher.index.external_id(d) for d in expected]
+    assert result.postings_traversed == sum(len(searcher.index.postings(int(t))[0]) for t in query.term_ids)
+    assert set(result.timings) == {"tokenize", "encode", "score", "total"}
+    assert all(value >= 0 for value in result.timings.values())
+
+
+def test_relevant_document_ranks_first(searcher, corpus_lines):
+    # The first corpus document's own title should retrieve it at rank 1.
+    first = corpus_lines[0]
+    result = searcher.search(first["title"], k=3)
+    assert result.hits[0].id == first["_id"]
+
+
+def test_include_text_and_explain(searcher, corpus_lines):
+    by_id = {line["_id"]: line for line in corpus_lines}
+    result = searcher.search(QUERIES[1], k=5, include_text=True, explain=True)
+    assert len(result.hits) == 5
+    for hit in result.hits:
+        assert (hit.title, hit.text) == (by_id[hit.id]["title"], by_id[hit.id]["text"])
+        assert hit.contributions, "a hit has at least one matching term"
+        assert set(hit.contributions) <= {token for token, _ in result.query_terms}
+        assert math.isclose(sum(hit.contributions.values()), hit.score, rel_tol=1e-5)
+    weights = [weight for _, weight in result.query_terms]
+    assert weights == sorted(weights, reverse=True) and all(w > 0 for w in weights)
+    plain = searcher.search(QUERIES[1], k=5)
+    assert all(hit.text is None and hit.contributions is None for hit in plain.hits)
+
+
+def test_query_max_terms_and_its_limit(searcher, small_index_dir, encoder):
+    result = searcher.search(QUERIES[0], k=5, query_max_terms=4)
+    full = searcher.search(QUERIES[0], k=5)
+    assert len(result.query_terms) == 4
+    assert result.query_terms == full.query_terms[:4]
+    limited = Searcher(open_index(small_index_dir), encoder, query_max_terms=8)
+    assert len(limited.search(QUERIES[0]).query_terms) == 8
+    with pytest.raises(ValueError, match="query_max_terms 9 exceeds the limit of 8"):
+        limited.search(QUERIES[0], query_max_terms=9)
+
+
+def test_vector_query_matches_text_query(searcher):
+    text_result = searcher.search(QUERIES[2], k=10)
+    vector = dict(text_result.query_terms)
+    vector_result = searcher.search(vector, k=10)
+    assert [(h.id, h.score) for h in vector_result.hits] == [(h.id, h.score) for h in text_result.hits]
+    assert vector_result.timings["tokenize"] == 0.0
+    pruned = searcher.vector_query({"protein": 0.5, "fold": 2.0, "native": 1.0, "the": 0.0}, max_terms=2)
+    assert [searcher.encoder.token(t) for t in pruned.term_ids] == ["fold", "native"]
+
+
+@pytest.mark.parametrize("vector, error, message", [
+    ({"zzzznotatoken": 1.0}, UnknownTokenError, "unknown token 'zzzznotatoken'"),
+    ({"protein": -1.0}, ValueError, "weight of token 'protein' is negative"),
+    ({"protein": float("nan")}, ValueError, "weight of token 'protein' is not finite"),
+    ({"protein": float("inf")}, ValueError, "weight of token 'protein' is not finite"),
+    ({"protein": "high"}, ValueError, "weight of token 'protein' must be a number"),
+])
+def test_bad_vector_queries_are_clear_errors(searcher, vector, error, message):
+    with pytest.raises(error, match=message):
+        searcher.vector_query(vector)
+
+
+def test_bad_k_and_empty_vector(searcher):
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            searcher.search(QUERIES[0], k=k)
+    empty = searcher.search({}, k=10)
+    assert empty.hits == [] and empty.postings_traversed == 0 and empty.query_terms == []
+    everything = searcher.search({"the": 1.0, "of": 1.0, "and": 1.0}, k=100_000)
+    assert 0 < len(everything.hits) <= searcher.index.num_documents
+
+
+def test_concurrent_scoring_gives_the_sequential_results(searcher):
+    queries = searcher.encode_tokenized(searcher.tokenize(QUERIES * 4))
+    sequential = [searcher.score(q, k=50) for q in queries]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda q: searcher.score(q, k=50), queries * 3))
+    for i, (hits, postings) in enumerate(concurrent):
+        expected_hits, expected_postings = sequential[i % len(queries)]
+        assert [(h.doc_number, h.score) for h in hits] == [(h.doc_number, h.score) for h in expected_hits]
+        assert postings == expected_postings
+
+
+def test_search_batch_equals_single_searches(searcher):
+    batch = searcher.search_batch([QUERIES[0], {"protein": 1.0}, QUERIES[3]], k=7)
+    singles = [searcher.search(QUERIES[0], k=7), searcher.search({"protein": 1.0}, k=7),
+               searcher.search(QUERIES[3], k=7)]
+    for got, want in zip(batch, singles):
+        assert [(h.id, h.score) for h in got.hits] == [(h.id, h.score) for h in want.hits]
+
+
+def test_index_from_another_vocabulary_is_refused(tmp_path, encoder):
+    rng = np.random.default_rng(0)
+    indptr = np.array([0, 3], dtype=np.int64)
+    build_index_from_csr(tmp_path / "other", indptr, np.array([1, 5, 9]), rng.random(3, dtype=np.float32) + 0.1,
+                         vocab_size=encoder.vocab_size, tokenizer_sha256="0" * 64)
+    with pytest.raises(IncompatibleArtifactsError, match="tokenizer_sha256"):
+        Searcher(open_index(tmp_path / "other"), encoder)
+    build_index_from_csr(tmp_path / "small", indptr, np.array([1, 5, 9]), rng.random(3, dtype=np.float32) + 0.1,
+                         vocab_size=100, tokenizer_sha256=encoder.tokenizer_sha256)
+    with pytest.raises(IncompatibleArtifactsError, match="vocab_size 100 \\(index\\) != 30522"):
+        Searcher(open_index(tmp_path / "small"), encoder)
