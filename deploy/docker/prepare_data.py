@@ -42,8 +42,6 @@ def run(*args: str) -> None:
 
 
 def choose_corpus(user_corpus: Path, data_dir: Path, demo_max_docs: str | None) -> Path:
-    if user_corpus.is_dir():
-        raise SystemExit(f"builder: BUILDER_CORPUS={user_corpus} is a directory; give a corpus.jsonl file")
     if user_corpus.is_file() and user_corpus.stat().st_size > 0:
         print(f"builder: indexing the given corpus {user_corpus}", flush=True)
         return user_corpus
@@ -62,6 +60,8 @@ def main() -> int:
     data_dir = Path(env.get("BUILDER_DATA_DIR", "/data"))
     index_args = shlex.split(env.get("BUILDER_INDEX_ARGS", ""))
 
+    if user_corpus.is_dir():  # checked first: a wrong setting should fail before minutes of model export
+        raise SystemExit(f"builder: BUILDER_CORPUS={user_corpus} is a directory; give a corpus.jsonl file")
     run("models", "fetch-default", "--out", str(model_dir))
     corpus = choose_corpus(user_corpus, data_dir, env.get("BUILDER_DEMO_MAX_DOCS") or None)
 
