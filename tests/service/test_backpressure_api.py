@@ -11,7 +11,7 @@ pytestmark = pytest.mark.anyio
 async def test_full_queue_gives_503_with_retry_after_then_recovers(in_process, metric_value, scifact_queries):
     # Two queue slots and a long batch wait: the first two texts sit in the queue waiting for company,
     # so every further text finds the queue full.
-    settings = dict(queue_limit=2, max_batch_queries=1, encoder_max_batch_size=64, encoder_max_wait_ms=800)
+    settings = dict(queue_limit=2, max_batch_queries=1, encoder_max_batch_size=64, encoder_max_wait_ms=500)
     async with in_process(**settings) as client:
         burst = await asyncio.gather(
             *(client.post("/search", json={"query": text}) for text in scifact_queries[:6])
