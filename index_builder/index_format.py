@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -59,8 +60,13 @@ class StringTable:
         if offsets[0] != 0 or int(offsets[-1]) != blob_size:
             raise _fail(self.offsets_path, f"offsets end at {int(offsets[-1])} but {self.blob_path.name} has {blob_size} bytes")
         self.offsets = offsets
-        # An empty file cannot be memory-mapped; an empty table has nothing to read anyway.
-        self.blob = np.memmap(self.blob_path, dtype=np.uint8, mode="r") if blob_size else np.zeros(0, np.uint8)
+        # mmap slicing returns bytes directly (a numpy memmap slice costs microseconds per string).
+        # An empty file cannot be mapped; an empty table has nothing to read anyway.
+        if blob_size:
+            with open(self.blob_path, "rb") as handle:
+                self.blob: mmap.mmap | bytes = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        else:
+            self.blob = b""
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -69,7 +75,15 @@ class StringTable:
         if not 0 <= number < len(self):
             raise IndexError(f"document number {number} out of range [0, {len(self)})")
         start, end = int(self.offsets[number]), int(self.offsets[number + 1])
-        return bytes(self.blob[start:end]).decode("utf-8")
+        return self.blob[start:end].decode("utf-8")
+
+    def get_many(self, numbers: np.ndarray) -> list[str]:
+        numbers = np.asarray(numbers, dtype=np.int64)
+        if len(numbers) and (numbers.min() < 0 or numbers.max() >= len(self)):
+            raise IndexError(f"document numbers out of range [0, {len(self)})")
+        blob = self.blob
+        starts, ends = self.offsets[numbers].tolist(), self.offsets[numbers + 1].tolist()
+        return [blob[start:end].decode("utf-8") for start, end in zip(starts, ends)]
 
 
 class StringTableWriter:
@@ -147,6 +161,10 @@ class InvertedIndex:
 
     def external_id(self, doc_number: int) -> str:
         return self._ids.get(int(doc_number))
+
+    def external_ids(self, doc_numbers: np.ndarray) -> list[str]:
+        """Ids of many documents at once (what a search result needs)."""
+        return self._ids.get_many(doc_numbers)
 
     def document(self, doc_number: int) -> dict[str, str] | None:
         if self._documents is None:

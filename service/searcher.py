@@ -39,7 +39,7 @@ class SparseQuery:
     weights: np.ndarray    # float32, > 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Hit:
     doc_number: int
     id: str
@@ -165,8 +165,9 @@ class Searcher:
             self.index.offsets, self.index.doc_numbers, self.index.impacts, term_ids, weights,
             self._scale, int(k), self._accumulator())
         hits = []
-        for doc, score in zip(docs.tolist(), scores.tolist()):
-            hit = Hit(doc_number=doc, id=self.index.external_id(doc), score=score)
+        ids = self.index.external_ids(docs)
+        for doc, doc_id, score in zip(docs.tolist(), ids, scores.tolist()):
+            hit = Hit(doc, doc_id, score)
             if include_text:
                 stored = self.index.document(doc)
                 if stored is not None:
