@@ -39,6 +39,11 @@ def test_fifteen_seconds_of_eight_users_without_failure_and_objectives_that_can_
         failing = run_load_tests("--host", base_url, "--users", "2", "--run-time", "2s", "--queries", str(too_long),
                                  "--csv", str(tmp_path / "failing"))
 
+        # The open model: a constant arrival rate, never above the rate (each slot starts one request per
+        # slots/rate seconds, however fast the service answers).
+        opened = run_load_tests("--host", base_url, "--arrival-rate", "20", "--users", "4", "--run-time", "3s",
+                                "--queries", str(scifact_dir / "queries.jsonl"), "--csv", str(tmp_path / "open"))
+
     summary = json.loads(Path(f"{prefix}_summary.json").read_text())
     assert summary["failures"] == 0 and summary["error_rate"] == 0
     assert summary["requests"] >= 50, summary
@@ -56,6 +61,12 @@ def test_fifteen_seconds_of_eight_users_without_failure_and_objectives_that_can_
     assert "OBJECTIVE MISSED: p99 latency" in judged.stdout
     # ...and against objectives it meets, zero.
     assert run_load_tests("--evaluate", str(prefix), "--max-p99-ms", "60000").returncode == 0
+
+    assert opened.returncode == 0, opened.stdout[-3000:] + opened.stderr[-3000:]
+    assert "PacedSearchUser" in opened.stdout
+    open_summary = json.loads((tmp_path / "open_summary.json").read_text())
+    assert open_summary["failures"] == 0 and open_summary["stopped_by"] == "run_time"
+    assert 0 < open_summary["requests"] <= 20 * open_summary["duration_s"] + 4
 
     assert failing.returncode == 1, failing.stdout[-3000:] + failing.stderr[-3000:]
     assert "OBJECTIVE MISSED: error rate 1.0000" in failing.stdout
