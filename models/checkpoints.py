@@ -58,6 +58,9 @@ def resolve_checkpoint(source: str, revision: str | None = None) -> Path:
 def load_checkpoint(source: str, revision: str | None = None) -> Checkpoint:
     """Load a masked-LM model in float32 eval mode and its tokenizer; check head and vocabulary."""
     from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
     path = resolve_checkpoint(source, revision)
     if not (path / "config.json").is_file():
