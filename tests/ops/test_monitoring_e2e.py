@@ -6,10 +6,12 @@ asked of Prometheus's HTTP API and must return data.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +49,27 @@ def send_traffic(base_url: str, queries: list[str]) -> None:
         assert client.post("/search", json={"query": "x", "k": 0}).status_code == 422
 
 
+@contextlib.contextmanager
+def background_traffic(base_url: str, queries: list[str]):
+    """A search every ~0.1 s while the checks run, so rate windows never slide past the traffic."""
+    stop = threading.Event()
+
+    def loop():
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            i = 0
+            while not stop.wait(0.1):
+                client.post("/search", json={"query": queries[i % len(queries)], "k": 10})
+                i += 1
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 def values(data: dict) -> list[float]:
     if data["resultType"] == "vector":
         return [float(sample["value"][1]) for sample in data["result"]]
@@ -61,9 +84,9 @@ def wait_for(check, timeout: float, what: str):
     while True:
         try:
             return check()
-        except AssertionError:
+        except AssertionError as exc:
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}") from None
+                raise AssertionError(f"timed out waiting for {what}; last failure: {exc}") from None
             time.sleep(0.5)
 
 
@@ -99,14 +122,16 @@ def test_prometheus_scrapes_the_service_and_answers_every_dashboard_query(
                             f'{{job="splade-serve", stage="{stage}"}}[{RATE_WINDOW}])))')
                     found = values(prometheus.query(expr))
                     assert len(found) == 1 and math.isfinite(found[0]) and found[0] > 0, (stage, found)
-            wait_for(stage_quantiles_have_data, 20, "p99 of every stage")
 
             def dashboard_queries_have_data():
                 for expression in dashboard_exprs:
                     found = values(prometheus.query(expression.concrete()))
                     assert found, f"{expression.panel_title!r} {expression.ref_id}: empty result"
                     assert any(math.isfinite(v) for v in found), (expression.panel_title, expression.ref_id, found)
-            wait_for(dashboard_queries_have_data, 20, "every dashboard query")
+
+            with background_traffic(base_url, queries):
+                wait_for(stage_quantiles_have_data, 30, "p99 of every stage")
+                wait_for(dashboard_queries_have_data, 30, "every dashboard query")
 
             scraped = prometheus.metric_names()
 
