@@ -127,7 +127,7 @@ class _SearchUserBase(FastHttpUser):
         body = {"query": self._query(), "k": k, "include_text": include_text}
         with self.client.post("/search", json=body, name=name, catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(f"status {response.status_code}: {(response.text or '')[:120]}")
+                response.failure(_status_failure(response))
                 return
             problems = search_problems(_json(response), k, include_text)
             if problems:
@@ -147,11 +147,17 @@ class _SearchUserBase(FastHttpUser):
         with self.client.post("/search/batch", json=body, name=f"/search/batch x{BATCH_SIZE}",
                               catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(f"status {response.status_code}: {(response.text or '')[:120]}")
+                response.failure(_status_failure(response))
                 return
             problems = batch_problems(_json(response), 10, BATCH_SIZE)
             if problems:
                 response.failure("; ".join(problems[:3]))
+
+
+def _status_failure(response) -> str:
+    """Why a non-200 answer failed: the connection error when there was no answer, else the body's start."""
+    detail = (response.text or "") if response.status_code else getattr(response, "error", "")
+    return f"status {response.status_code}: {str(detail)[:120]}"
 
 
 def _json(response):
