@@ -87,6 +87,8 @@ def export_artifact(
         if not (doc_model and query_weights):
             raise CheckpointError("kind=inference-free needs --doc-model and --query-weights (an idf.json table)")
         doc, query = load_checkpoint(doc_model, revision), None
+        # Checked before any export work, so a bad table fails in seconds.
+        table = read_weight_table(query_weights, doc.tokenizer, doc.vocab_size, doc.special_token_ids)
     else:
         raise CheckpointError(f"kind must be one of {', '.join(artifact.KINDS)}, got {kind!r}")
     checkpoints = [doc] + ([query] if query is not None and query is not doc else [])
@@ -105,7 +107,6 @@ def export_artifact(
             doc.model, staging / artifact.DOC_ONNX, _truncating(doc.tokenizer, doc_max_length), doc.vocab_size
         )
         if kind == "inference-free":
-            table = read_weight_table(query_weights, doc.tokenizer, doc.vocab_size, doc.special_token_ids)
             np.save(staging / artifact.QUERY_WEIGHTS, table)
             source["query"] = {"weights": str(query_weights), "sha256": artifact.sha256_file(Path(query_weights))}
             parity["query"] = {"lookup": True, "non_zero_terms": int(np.count_nonzero(table))}
