@@ -25,13 +25,13 @@ import numpy as np
 import scipy.sparse as sp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "bench"))
+# Run as a script, bench/ is first on sys.path and its service.py benchmark would shadow the service package.
+sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "bench"]
 
 from index_builder.csr_index import build_index_from_csr  # noqa: E402
 from index_builder.index_format import open_index  # noqa: E402
 from service.scoring import score_exact  # noqa: E402
-from synthetic_collection import VOCAB_SIZE, Collection, generate, load_calibrated  # noqa: E402
+from bench.synthetic_collection import VOCAB_SIZE, Collection, generate, load_calibrated  # noqa: E402
 
 RSS_PROBE = """
 import resource, sys, numpy as np
@@ -40,9 +40,9 @@ def rss_mb():
         for line in f:
             if line.startswith('VmRSS'):
                 return int(line.split()[1]) / 1024
-before = rss_mb()
 from index_builder.index_format import open_index
 from service.scoring import score_exact
+before = rss_mb()  # after the imports: what opening the index itself costs
 index = open_index(sys.argv[1])
 opened = rss_mb()
 acc = np.zeros(index.num_documents, np.float32)
