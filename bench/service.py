@@ -49,6 +49,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--max-wait-ms", type=float, default=None,
                         help="SPLADE_ENCODER_MAX_WAIT_MS for the batching mode (default: the service default)")
+    parser.add_argument("--intra-op-threads", type=int, default=None,
+                        help="ONNX Runtime threads per encoder call, server and in-process alike (default: service default)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra SPLADE_* setting for both servers (repeatable)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports/bench-service.json")
     return parser.parse_args()
 
@@ -132,12 +136,12 @@ def mean_batch_size(exposition: str) -> float:
     return values.get("splade_encoder_batch_size_sum", 0) / count if count else float("nan")
 
 
-def in_process_latency(model: Path, index: Path, queries: list[str], seconds: float) -> dict:
+def in_process_latency(model: Path, index: Path, queries: list[str], seconds: float, intra_op_threads: int) -> dict:
     """The same queries through the Searcher, no HTTP: the floor the service adds its overhead to."""
     from models.runtime import RuntimeOptions
     from service.searcher import Searcher
 
-    searcher = Searcher.from_paths(index, model, RuntimeOptions(device="cpu"), query_max_terms=64)
+    searcher = Searcher.from_paths(index, model, RuntimeOptions(device="cpu", intra_op_threads=intra_op_threads), query_max_terms=64)
     searcher.warm_up()
     latencies = []
     until = time.perf_counter() + seconds
@@ -162,14 +166,17 @@ def main() -> int:
     ensure_index(args.index, args.model, args.queries)
     concurrency = [int(c) for c in args.concurrency.split(",")]
     report = {"machine": machine(), "index": str(args.index), "queries": len(queries), "seconds": args.seconds,
-              "modes": {}}
+              "extra_env": args.env, "modes": {}}
 
-    report["in_process"] = in_process_latency(args.model, args.index, queries, min(args.seconds, 5.0))
+    threads = args.intra_op_threads if args.intra_op_threads is not None else 0
+    report["intra_op_threads"] = threads
+    report["in_process"] = in_process_latency(args.model, args.index, queries, min(args.seconds, 5.0), threads)
     print(f"in-process Searcher: p50 {report['in_process']['p50_ms']:.3f} ms", flush=True)
 
     for mode, env in MODES.items():
         env = {"SPLADE_DEVICE": "cpu", "SPLADE_LOG_LEVEL": "warning", "SPLADE_MAX_QUERY_TERMS": "64",
-               "SPLADE_QUEUE_LIMIT": "1024", **env}
+               "SPLADE_QUEUE_LIMIT": "1024", "SPLADE_INTRA_OP_THREADS": str(threads), **env}
+        env.update(item.split("=", 1) for item in args.env)
         if mode == "batching" and args.max_wait_ms is not None:
             env["SPLADE_ENCODER_MAX_WAIT_MS"] = str(args.max_wait_ms)
         rows = []

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.runtime import TokenizedBatch
 from service.batching import Batched, DeadlineExceeded, MicroBatcher, QueueFull
 from service.errors import InvalidRequestError, QueueFullError, RequestTimeoutError, detail
 from service.metrics import ServiceMetrics
@@ -22,6 +23,8 @@ from service.searcher import Searcher, SparseQuery, UnknownTokenError
 from service.settings import Settings
 
 STAGES = ("tokenize", "queue", "encode", "score", "total")
+# Padding allowed in one encoder call, as a fraction of its real tokens (see `length_groups`).
+MAX_PADDING_FRACTION = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,11 @@ class QueryPipeline:
         t0 = time.perf_counter()
         batch = self.searcher.tokenize(texts)
         t1 = time.perf_counter()
-        queries = self.searcher.encode_tokenized(batch, self.settings.max_query_terms)
+        queries: list[SparseQuery | None] = [None] * len(texts)
+        for rows in length_groups(batch.attention_mask.sum(axis=1)):
+            group = TokenizedBatch(batch.input_ids[rows], batch.attention_mask[rows]).rows(0, len(rows))
+            for row, query in zip(rows.tolist(), self.searcher.encode_tokenized(group, self.settings.max_query_terms)):
+                queries[row] = query
         t2 = time.perf_counter()
         return [EncodedText(q, t1 - t0, t2 - t1) for q in queries]
 
@@ -178,6 +185,27 @@ class QueryPipeline:
         body["postings_traversed"] = int(postings)
         body["timings_s"] = times
         return body
+
+
+def length_groups(lengths: np.ndarray, max_padding: float = MAX_PADDING_FRACTION) -> list[np.ndarray]:
+    """Row indices grouped by similar token length, so that padding is at most `max_padding` of the tokens.
+
+    The encoder's cost grows with batch x longest length: one long query padded into a batch of short ones
+    can cost more than batching saves. Rows sorted by length are cut into runs whose padded size stays
+    within (1 + max_padding) x their real tokens.
+    """
+    order = np.argsort(lengths, kind="stable")
+    groups: list[np.ndarray] = []
+    start, real = 0, 0
+    for end, row in enumerate(order):
+        length = int(lengths[row])
+        if end > start and (end - start + 1) * length > (1 + max_padding) * (real + length):
+            groups.append(order[start:end])
+            start, real = end, 0
+        real += length
+    if len(order):
+        groups.append(order[start:])
+    return groups
 
 
 def _keep_heaviest(query: SparseQuery, max_terms: int) -> SparseQuery:

@@ -57,10 +57,11 @@ class Settings(BaseSettings):
         description="Most query texts encoded in one encoder call (1 turns micro-batching off).",
     )
     encoder_max_wait_ms: float = Field(
-        2.0,
+        0.0,
         ge=0,
         le=10_000,
-        description="How long (ms) the oldest waiting query may wait for others to fill a batch.",
+        description="How long (ms) the oldest waiting query may wait for others to fill a batch; 0 = batch "
+        "only what queued while the encoder was busy (no added latency; best on CPU).",
     )
     queue_limit: int = Field(
         256,
