@@ -17,6 +17,8 @@ from typing import Any
 from models.errors import ArtifactError
 
 FORMAT_VERSION = 1
+# Bumped whenever the exported graph changes (outputs stay within parity); fetch-default re-exports older ones.
+GRAPH_VERSION = 2
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 QUERY_ONNX = "query.onnx"

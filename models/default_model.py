@@ -28,7 +28,9 @@ def is_current(out: Path) -> bool:
     """A valid artifact exported from the same source (every file matches its recorded sha256)."""
     try:
         manifest = artifact.read_manifest(out)
-        if manifest.get("origin") != ORIGIN or manifest["max_length"] != {
+        if manifest.get("origin") != ORIGIN or manifest.get("graph_version") != artifact.GRAPH_VERSION:
+            return False
+        if manifest["max_length"] != {
             "query": QUERY_MAX_LENGTH, "document": DOC_MAX_LENGTH
         }:
             return False

@@ -142,6 +142,7 @@ def export_artifact(
             "max_length": {"query": query_max_length, "document": doc_max_length},
             "max_position_embeddings": min(limits) if limits else None,
             "opset": opset,
+            "graph_version": artifact.GRAPH_VERSION,
             "files": {path.name: artifact.sha256_file(path) for path in sorted(staging.iterdir())},
             "parity": parity,
             "quantization": quantization,

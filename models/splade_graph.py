@@ -1,10 +1,12 @@
 """The SPLADE head as a traceable torch module, and the TopK tail appended to the exported ONNX graph.
 
-Pooling is reformulated for speed with identical outputs: log1p and relu are monotone, so
-max_pos log1p(relu(logit)) == log1p(relu(max_pos logit)). The [batch, seq, vocab] logits are then only
-reduced, never transformed element-wise. Padded positions must not win the max: rather than masking the
-[batch, seq, vocab] logits, the vocabulary projection's input rows at padded positions are replaced by the
-row of the first real token (a [batch, seq, hidden] select), whose logits are in the max anyway.
+Pooling is reformulated for speed with identical outputs. log1p and relu are monotone and the vocabulary bias
+is constant over positions, so
+    max_pos log1p(relu(h_pos . W + b)) == log1p(relu(max_pos(h_pos . W) + b)):
+the [batch, seq, vocab] product is only reduced, never transformed element-wise (no bias add, no relu, no log
+over it). Padded positions must not win the max: rather than masking the [batch, seq, vocab] tensor, the
+projection's input rows at padded positions are replaced by the row of the first real token (a
+[batch, seq, hidden] select), whose scores are in the max anyway.
 """
 from __future__ import annotations
 
@@ -17,32 +19,52 @@ from onnx import TensorProto, helper
 DENSE_OUTPUT = "dense_weights"
 
 
+class MaxPooledProjection(torch.nn.Module):
+    """Stands in for the masked-LM's output layer: [batch, seq, hidden] -> max-pooled scores [batch, 1, vocab]."""
+
+    def __init__(self, output_layer: torch.nn.Linear) -> None:
+        super().__init__()
+        self.output_layer = output_layer
+        self.mask: torch.Tensor | None = None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        mask = self.mask
+        first_real = mask.to(torch.float32).argmax(dim=1)  # right or left padding alike
+        anchor = hidden.gather(1, first_real[:, None, None].expand(-1, 1, hidden.shape[-1]))
+        hidden = torch.where(mask[:, :, None].to(torch.bool), hidden, anchor)
+        scores = torch.matmul(hidden, self.output_layer.weight.t()).amax(dim=1, keepdim=True)
+        if self.output_layer.bias is not None:
+            scores = scores + self.output_layer.bias
+        return scores
+
+
+def _module_path(root: torch.nn.Module, target: torch.nn.Module) -> tuple[torch.nn.Module, str]:
+    for name, module in root.named_modules():
+        if module is target:
+            parent_name, _, attribute = name.rpartition(".")
+            return root.get_submodule(parent_name), attribute
+    raise ValueError("the output layer is not a submodule of the model")
+
+
 class SpladePooling(torch.nn.Module):
     """input_ids, attention_mask -> dense SPLADE weights [batch, vocab] = log1p(relu(masked max of logits))."""
 
     def __init__(self, masked_lm: torch.nn.Module) -> None:
         super().__init__()
         self.masked_lm = masked_lm
-        self._mask: torch.Tensor | None = None
-
-    def _replace_padded_rows(self, module: torch.nn.Module, args: tuple) -> tuple:
-        hidden, mask = args[0], self._mask
-        first_real = mask.to(torch.float32).argmax(dim=1)  # right or left padding alike
-        index = first_real[:, None, None].expand(-1, 1, hidden.shape[-1])
-        anchor = hidden.gather(1, index)
-        return (torch.where(mask[:, :, None].to(torch.bool), hidden, anchor),) + tuple(args[1:])
+        self.output_layer = masked_lm.get_output_embeddings()
+        self._parent, self._attribute = _module_path(masked_lm, self.output_layer)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        # The vocabulary projection is position-wise, so replacing its input rows changes only those positions.
-        # The hook lives only for this call, leaving the wrapped model untouched for reference runs.
-        self._mask = attention_mask
-        hook = self.masked_lm.get_output_embeddings().register_forward_pre_hook(self._replace_padded_rows)
+        # The output layer is swapped only for this call: the wrapped model stays intact for reference runs.
+        pooled_projection = MaxPooledProjection(self.output_layer)
+        pooled_projection.mask = attention_mask
+        setattr(self._parent, self._attribute, pooled_projection)
         try:
-            logits = self.masked_lm(input_ids=input_ids, attention_mask=attention_mask).logits
+            scores = self.masked_lm(input_ids=input_ids, attention_mask=attention_mask).logits
         finally:
-            hook.remove()
-            self._mask = None
-        return torch.log1p(torch.relu(logits.amax(dim=1)))
+            setattr(self._parent, self._attribute, self.output_layer)
+        return torch.log1p(torch.relu(scores.squeeze(1)))
 
 
 def append_top_k(model: onnx.ModelProto) -> onnx.ModelProto:
