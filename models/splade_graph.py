@@ -29,7 +29,7 @@ class MaxPooledProjection(torch.nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         mask = self.mask
-        first_real = mask.to(torch.float32).argmax(dim=1)  # right or left padding alike
+        first_real = mask.to(torch.float32).argmax(dim=1)  # the first real token, wherever padding is
         anchor = hidden.gather(1, first_real[:, None, None].expand(-1, 1, hidden.shape[-1]))
         hidden = torch.where(mask[:, :, None].to(torch.bool), hidden, anchor)
         scores = torch.matmul(hidden, self.output_layer.weight.t()).amax(dim=1, keepdim=True)

@@ -31,7 +31,8 @@ class TokenizedBatch:
     def rows(self, start: int, stop: int) -> "TokenizedBatch":
         """Rows [start, stop) with trailing all-padding columns removed (less work for the encoder)."""
         mask = self.attention_mask[start:stop]
-        width = int(mask.sum(axis=1).max()) if len(mask) else 0
+        used = np.flatnonzero(mask.any(axis=0))
+        width = int(used[-1]) + 1 if used.size else 0
         return TokenizedBatch(self.input_ids[start:stop, :width], mask[:, :width])
 
 

@@ -94,3 +94,4 @@ def test_manifest_vocab_comes_from_the_config(large_vocab_export):
     assert manifest["vocab_size"] == 100_000
     assert manifest["max_length"] == {"query": 16, "document": 32}
     assert manifest["max_position_embeddings"] == 64
+
