@@ -174,6 +174,7 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=300, help="single queries timed")
     parser.add_argument("--docs", type=int, default=64, help="~250-token documents per throughput pass")
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum time per throughput figure")
+    parser.add_argument("--rounds", type=int, default=2, help="engines take turns; each keeps its best round")
     parser.add_argument("--quality-docs", type=int, default=1000, help="documents for the int8 retrieval overlap")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -197,17 +198,24 @@ def main() -> int:
         doc_batches = [fp32.doc.tokenize(doc_texts[i:i + 16]) for i in range(0, len(doc_texts), 16)]
         tokenize_ms = np.median([_timed(fp32.query.tokenize, [t]) for t in query_texts]) * 1e3
 
-        results = {}
-        for engine in engines:
-            p50, p99 = time_single(engine, singles)
-            qps = time_throughput(engine, query_batches, QUERY_TERMS, args.seconds)
-            if isinstance(engine, Onnx):
-                dps = time_throughput(lambda b, k: engine.doc.encode_tokenized(b, k), doc_batches, DOC_TERMS,
-                                      args.seconds)
-            else:
-                dps = time_throughput(engine, doc_batches, DOC_TERMS, args.seconds)
-            results[engine.name] = {"query_p50_ms": p50, "query_p99_ms": p99, "queries_per_s_batch32": qps,
-                                    "docs_per_s_256": dps}
+        # Engines take turns over several rounds and each keeps its best round: on shared machines a
+        # neighbour's burst then hurts one round, not one engine.
+        results: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            for engine in engines:
+                p50, p99 = time_single(engine, singles)
+                qps = time_throughput(engine, query_batches, QUERY_TERMS, args.seconds)
+                if isinstance(engine, Onnx):
+                    dps = time_throughput(lambda b, k: engine.doc.encode_tokenized(b, k), doc_batches, DOC_TERMS,
+                                          args.seconds)
+                else:
+                    dps = time_throughput(engine, doc_batches, DOC_TERMS, args.seconds)
+                best = results.setdefault(engine.name, {"query_p50_ms": float("inf"), "query_p99_ms": float("inf"),
+                                                        "queries_per_s_batch32": 0.0, "docs_per_s_256": 0.0})
+                if p50 < best["query_p50_ms"]:
+                    best["query_p50_ms"], best["query_p99_ms"] = p50, p99
+                best["queries_per_s_batch32"] = max(best["queries_per_s_batch32"], qps)
+                best["docs_per_s_256"] = max(best["docs_per_s_256"], dps)
 
         quality = {
             "top10_term_overlap_queries": top_overlap(fp32.query.encode(query_texts, 10),
@@ -221,11 +229,11 @@ def main() -> int:
             quality["top10_retrieval_overlap"] = retrieval_overlap(fp32, int8, query_texts[:100], corpus,
                                                                    fp32.doc.vocab_size)
 
-    report = {"machine": machine(), "threads": args.threads, "model_dir": str(args.model_dir),
+    report = {"machine": machine(), "threads": args.threads, "rounds": args.rounds, "model_dir": str(args.model_dir),
               "tokenize_query_ms": float(tokenize_ms), "engines": results, "int8_quality": quality}
     base = results["pytorch-eager"]
     print(f"machine: {report['machine']['cpu']}, nproc {report['machine']['nproc']}, {report['machine']['date']}; "
-          f"intra-op threads {args.threads}; tokenization {tokenize_ms:.3f} ms/query (not in the timings below)")
+          f"intra-op threads {args.threads}; best of {args.rounds} rounds; tokenization {tokenize_ms:.3f} ms/query (not in the timings below)")
     print(f"{'engine':<18} {'query p50 ms':>13} {'p99 ms':>8} {'q/s @32':>9} {'docs/s@256':>11}   "
           "ratios vs eager (p50 speed-up, q/s, docs/s)")
     for name, r in results.items():
