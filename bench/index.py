@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=1_000_000, help="synthetic collection size (1,000,000)")
     parser.add_argument("--queries", type=int, default=1000, help="queries per collection (1,000)")
-    parser.add_argument("--profiles", nargs="+", default=["light", "heavy"], choices=["light", "heavy"])
+    parser.add_argument("--profiles", nargs="*", default=["light", "heavy"], choices=["light", "heavy"],
+                        help="synthetic profiles to run (none: only --calibrated)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibrated", default=None, help="folder written by synth_calibrated.py")
     parser.add_argument("--calibrated-tag", default="1M", help="docs_<tag>.npz to read (1M, 100k)")
