@@ -37,6 +37,9 @@ class RuntimeOptions:
     use_int8: load the dynamic-int8 variant (*.int8.onnx) written by `export --int8`.
     max_logits_bytes: memory bound for one encoder call; the [batch, seq, vocab] float32 logits dominate
         memory, so batches are split to keep batch*seq*vocab*4 bytes under it.
+    allow_spinning: intra-op threads busy-wait between operators. Lower latency on an idle machine; on
+        oversubscribed cores (several encoder calls at once, busy neighbours) it doubled single-query latency
+        here with 2 threads, so turn it off when the encoder shares its cores.
     """
 
     device: str = "auto"
@@ -45,6 +48,7 @@ class RuntimeOptions:
     graph_optimization: str = "all"
     use_int8: bool = False
     max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES
+    allow_spinning: bool = True
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -99,6 +103,7 @@ def session_options(options: RuntimeOptions) -> onnxruntime.SessionOptions:
     settings.inter_op_num_threads = options.inter_op_threads
     settings.graph_optimization_level = GRAPH_OPTIMIZATION_LEVELS[options.graph_optimization]
     settings.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    settings.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
     settings.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
     return settings
 
