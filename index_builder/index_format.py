@@ -330,6 +330,9 @@ def atomic_index_dir(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target).absolute()
     if target.exists() and not target.is_dir():
         raise IndexFormatError(f"{target}: exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).exists():
+        # Never replace (and so delete) a directory that is not an index: a mistyped --out must not cost data.
+        raise IndexFormatError(f"{target}: exists, is not empty and holds no {MANIFEST}; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_staging(target)
     staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.building-{os.getpid()}-", dir=target.parent))

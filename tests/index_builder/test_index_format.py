@@ -183,3 +183,17 @@ def test_killed_build_leaves_the_previous_index_loadable(built_index):
     build_index_from_csr(built_index, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
     assert open_index(built_index).num_documents == 50
     assert not list(built_index.parent.glob(".index.building-*"))
+
+
+def test_refuses_to_replace_a_directory_that_is_not_an_index(tmp_path):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    matrix = random_matrix(num_docs=10, seed=6)
+    with pytest.raises(IndexFormatError, match="holds no manifest.json; refusing to replace it"):
+        build_index_from_csr(precious, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
+    assert (precious / "thesis.txt").read_text() == "years of work"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    build_index_from_csr(empty, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
+    assert open_index(empty).num_documents == 10
