@@ -49,27 +49,9 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}
 
 
-def export_artifact(
-    kind: str,
-    out: Path | str,
-    *,
-    model: str | None = None,
-    query_model: str | None = None,
-    doc_model: str | None = None,
-    query_weights: Path | str | None = None,
-    revision: str | None = None,
-    query_max_length: int = artifact.DEFAULT_QUERY_MAX_LENGTH,
-    doc_max_length: int = artifact.DEFAULT_DOC_MAX_LENGTH,
-    opset: int = DEFAULT_OPSET,
-    int8: bool = False,
-    origin: dict[str, Any] | None = None,
-    source_label: str | None = None,
-) -> dict[str, Any]:
-    """Write the artifact atomically to `out` and return its manifest.
-
-    `origin` records where a fetched checkpoint came from; `source_label` replaces a temporary source path
-    in the manifest with that name.
-    """
+def _load_sources(kind, model, query_model, doc_model, query_weights, revision):
+    """(query checkpoint or None, document checkpoint, query weight table or None) for `kind`, validated."""
+    table = None
     if kind == "siamese":
         if not model:
             raise CheckpointError("kind=siamese needs --model (a checkpoint directory or hub id)")
@@ -91,6 +73,46 @@ def export_artifact(
         table = read_weight_table(query_weights, doc.tokenizer, doc.vocab_size, doc.special_token_ids)
     else:
         raise CheckpointError(f"kind must be one of {', '.join(artifact.KINDS)}, got {kind!r}")
+    return query, doc, table
+
+
+def _add_int8_variants(staging: Path, tokenizer: Tokenizer, vocab_size: int, max_lengths: dict) -> dict:
+    """Quantize each encoder graph and measure what it costs against fp32."""
+    figures = {}
+    for name, side in ((artifact.QUERY_ONNX, "query"), (artifact.DOC_ONNX, "document")):
+        if not (staging / name).exists():
+            continue
+        quantized = staging / artifact.int8_name(name)
+        quantize_int8(staging / name, quantized)
+        loss = measure_onnx_pair(staging / name, quantized, _truncating(tokenizer, max_lengths[side]), vocab_size)
+        loss["bytes_fp32"] = (staging / name).stat().st_size
+        loss["bytes_int8"] = quantized.stat().st_size
+        figures[artifact.int8_name(name)] = loss
+    return figures
+
+
+def export_artifact(
+    kind: str,
+    out: Path | str,
+    *,
+    model: str | None = None,
+    query_model: str | None = None,
+    doc_model: str | None = None,
+    query_weights: Path | str | None = None,
+    revision: str | None = None,
+    query_max_length: int = artifact.DEFAULT_QUERY_MAX_LENGTH,
+    doc_max_length: int = artifact.DEFAULT_DOC_MAX_LENGTH,
+    opset: int = DEFAULT_OPSET,
+    int8: bool = False,
+    origin: dict[str, Any] | None = None,
+    source_label: str | None = None,
+) -> dict[str, Any]:
+    """Write the artifact atomically to `out` and return its manifest.
+
+    `origin` records where a fetched checkpoint came from; `source_label` replaces a temporary source path
+    in the manifest with that name.
+    """
+    query, doc, table = _load_sources(kind, model, query_model, doc_model, query_weights, revision)
     checkpoints = [doc] + ([query] if query is not None and query is not doc else [])
     _check_lengths(query_max_length, doc_max_length, checkpoints)
 
@@ -99,7 +121,7 @@ def export_artifact(
             checkpoint.source = source_label
     source: dict[str, Any] = {"document": doc.describe()}
     parity: dict[str, Any] = {}
-    quantization: dict[str, Any] | None = {} if int8 else None
+    quantization: dict[str, Any] | None = None
     with artifact.atomic_directory(out) as staging:
         doc.tokenizer.save(str(staging / artifact.TOKENIZER))
         export_encoder_onnx(doc.model, staging / artifact.DOC_ONNX, opset)
@@ -121,16 +143,9 @@ def export_artifact(
                 query.vocab_size,
             )
         if int8:
-            for name in (artifact.QUERY_ONNX, artifact.DOC_ONNX):
-                if not (staging / name).exists():
-                    continue
-                quantized = staging / artifact.int8_name(name)
-                quantize_int8(staging / name, quantized)
-                side_max = query_max_length if name == artifact.QUERY_ONNX else doc_max_length
-                figures = measure_onnx_pair(staging / name, quantized, _truncating(doc.tokenizer, side_max), doc.vocab_size)
-                figures["bytes_fp32"] = (staging / name).stat().st_size
-                figures["bytes_int8"] = quantized.stat().st_size
-                quantization[artifact.int8_name(name)] = figures
+            quantization = _add_int8_variants(
+                staging, doc.tokenizer, doc.vocab_size, {"query": query_max_length, "document": doc_max_length}
+            )
         limits = [c.max_position_embeddings for c in checkpoints if c.max_position_embeddings is not None]
         manifest = {
             "format_version": artifact.FORMAT_VERSION,
