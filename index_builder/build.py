@@ -65,7 +65,8 @@ def load_encoder(model_dir: Path, max_length: int | None):
 
 def model_summary(encoder) -> dict[str, Any]:
     manifest = encoder.manifest
-    return {key: manifest.get(key) for key in ("kind", "source", "origin", "max_length", "files", "format_version") if key in manifest}
+    keys = ("kind", "source", "origin", "max_length", "files", "format_version")
+    return {key: manifest[key] for key in keys if key in manifest}
 
 
 def encoded_documents(corpus: Path, encoder, settings: EncodeSettings

@@ -58,7 +58,8 @@ class StringTable:
         offsets = _load_array(self.offsets_path, np.int64, count + 1)
         blob_size = self.blob_path.stat().st_size
         if offsets[0] != 0 or int(offsets[-1]) != blob_size:
-            raise _fail(self.offsets_path, f"offsets end at {int(offsets[-1])} but {self.blob_path.name} has {blob_size} bytes")
+            raise _fail(self.offsets_path,
+                        f"offsets end at {int(offsets[-1])} but {self.blob_path.name} has {blob_size} bytes")
         self.offsets = offsets
         # mmap slicing returns bytes directly (a numpy memmap slice costs microseconds per string).
         # An empty file cannot be mapped; an empty table has nothing to read anyway.
@@ -219,7 +220,8 @@ def open_index(path: str | os.PathLike, verify_checksums: bool = False) -> Inver
     vocab_size, num_docs, num_postings = int(manifest["vocab_size"]), int(counts["documents"]), int(counts["postings"])
     dtype_name = manifest["quantization"]["dtype"]
     if dtype_name not in IMPACT_DTYPES:
-        raise _fail(directory / MANIFEST, f"unsupported impact dtype {dtype_name!r} (expected one of {sorted(IMPACT_DTYPES)})")
+        raise _fail(directory / MANIFEST,
+                    f"unsupported impact dtype {dtype_name!r} (expected one of {sorted(IMPACT_DTYPES)})")
     offsets = _load_array(directory / OFFSETS, np.int64, vocab_size + 1)
     doc_numbers = _load_array(directory / DOC_NUMBERS, np.uint32, num_postings)
     impacts = _load_array(directory / IMPACTS, IMPACT_DTYPES[dtype_name], num_postings)

@@ -145,7 +145,8 @@ def format_report(evaluation: Evaluation) -> str:
         f"tokens, query max terms {evaluation.query_max_terms}, mean query terms {evaluation.mean_query_terms:.1f}, "
         f"mean postings traversed {evaluation.mean_postings:.0f}",
         f"latency per query: encode {evaluation.encode_ms_per_query:.2f} ms (batched), score p50 "
-        f"{evaluation.score_ms_p50:.3f} ms, mean {evaluation.score_ms_mean:.3f} ms, p99 {evaluation.score_ms_p99:.3f} ms",
+        f"{evaluation.score_ms_p50:.3f} ms, mean {evaluation.score_ms_mean:.3f} ms, "
+        f"p99 {evaluation.score_ms_p99:.3f} ms",
     ]
     return "\n".join(lines)
 
