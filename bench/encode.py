@@ -35,14 +35,17 @@ DOC_TERMS = 128
 
 
 def machine() -> dict:
-    cpu = "unknown"
+    cpu, flags = "unknown", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    simd = [name for name in ("avx2", "avx512f", "avx512_vnni") if name in flags]
+    cpu = f"{cpu} ({', '.join(simd) or 'no AVX2'})"
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes")}
 
