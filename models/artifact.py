@@ -99,12 +99,26 @@ def _fsync_tree(root: Path) -> None:
         os.close(descriptor)
 
 
+def check_replaceable(target: Path | str) -> None:
+    """An export may replace an earlier artifact or an empty directory, never anything else (no lost data)."""
+    target = Path(target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ArtifactError(f"refusing to write the artifact to {target}: it exists and is not a directory")
+    if any(target.iterdir()) and not (target / MANIFEST).is_file():
+        raise ArtifactError(
+            f"refusing to replace {target}: it is a non-empty directory without {MANIFEST}, not a model artifact"
+        )
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path | str) -> Iterator[Path]:
     """Yield a temporary directory beside `target`; on success it replaces `target` in one rename.
 
     A failure (exception, kill) leaves any previous artifact at `target` untouched.
     """
+    check_replaceable(target)
     target = Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))

@@ -112,6 +112,7 @@ def export_artifact(
     `origin` records where a fetched checkpoint came from; `source_label` replaces a temporary source path
     in the manifest with that name.
     """
+    artifact.check_replaceable(out)  # before minutes of work, not after
     query, doc, table = _load_sources(kind, model, query_model, doc_model, query_weights, revision)
     checkpoints = [doc] + ([query] if query is not None and query is not doc else [])
     _check_lengths(query_max_length, doc_max_length, checkpoints)

@@ -10,10 +10,12 @@ from models.errors import ArtifactError
 def test_success_replaces_the_previous_artifact_whole(tmp_path):
     target = tmp_path / "model"
     with atomic_directory(target) as staging:
+        (staging / "manifest.json").write_text("{}")
         (staging / "old-only.txt").write_text("old")
     with atomic_directory(target) as staging:
+        (staging / "manifest.json").write_text("{}")
         (staging / "new.txt").write_text("new")
-    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no staging or retired directories left
     assert oct(target.stat().st_mode & 0o777) == "0o755"
 
@@ -21,13 +23,32 @@ def test_success_replaces_the_previous_artifact_whole(tmp_path):
 def test_failure_keeps_the_previous_artifact(tmp_path):
     target = tmp_path / "model"
     with atomic_directory(target) as staging:
+        (staging / "manifest.json").write_text("{}")
         (staging / "good.txt").write_text("good")
     with pytest.raises(RuntimeError, match="export died"):
         with atomic_directory(target) as staging:
             (staging / "half-written.onnx").write_bytes(b"\0" * 10)
             raise RuntimeError("export died")
-    assert [p.name for p in target.iterdir()] == ["good.txt"]
+    assert sorted(p.name for p in target.iterdir()) == ["good.txt", "manifest.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_never_replaces_something_that_is_not_an_artifact(tmp_path):
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(ArtifactError, match="refusing to write the artifact to .*notes.txt: it exists and is not"):
+        with atomic_directory(tmp_path / "notes.txt"):
+            pass
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "corpus.jsonl").write_text("{}")
+    with pytest.raises(ArtifactError, match="refusing to replace .*data: it is a non-empty directory without"):
+        with atomic_directory(tmp_path / "data"):
+            pass
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+    assert (tmp_path / "data" / "corpus.jsonl").exists()
+    (tmp_path / "empty").mkdir()
+    with atomic_directory(tmp_path / "empty") as staging:
+        (staging / "manifest.json").write_text("{}")
+    assert (tmp_path / "empty" / "manifest.json").exists()
 
 
 def test_manifest_checks_name_the_problem(tmp_path):
