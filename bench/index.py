@@ -28,10 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Run as a script, bench/ is first on sys.path and its service.py benchmark would shadow the service package.
 sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "bench"]
 
+from bench.synthetic_collection import VOCAB_SIZE, Collection, generate, load_calibrated  # noqa: E402
 from index_builder.csr_index import build_index_from_csr  # noqa: E402
 from index_builder.index_format import open_index  # noqa: E402
 from service.scoring import score_exact  # noqa: E402
-from bench.synthetic_collection import VOCAB_SIZE, Collection, generate, load_calibrated  # noqa: E402
 
 RSS_PROBE = """
 import resource, sys, numpy as np
@@ -107,7 +107,8 @@ def bench_collection(name: str, collection: Collection, workdir: Path, memory_bu
     index = open_index(out)
     # The same quantized weights for scipy, so both engines rank the same scores.
     term_major = sp.csr_matrix((index.impacts.astype(np.float32) * np.float32(index.scale),
-                                index.doc_numbers.astype(np.int32), index.offsets), shape=(VOCAB_SIZE, index.num_documents))
+                                index.doc_numbers.astype(np.int32), index.offsets),
+                               shape=(VOCAB_SIZE, index.num_documents))
     row = {"name": name, "documents": index.num_documents, "postings": index.num_postings,
            "build_s": build_s, "size_mb": size_mb, "rss_opened_mb": rss_opened - rss_before,
            "rss_after_first_query_mb": rss_first_query - rss_before}
@@ -126,15 +127,18 @@ def bench_collection(name: str, collection: Collection, workdir: Path, memory_bu
 
 
 def report(rows: list[dict]) -> str:
-    lines = ["| collection | docs | postings/query (x N) | build s | size MiB | RSS opened MiB | k | numba mean / p50 / p99 ms "
-             "| scipy mean / p50 / p99 ms | scipy/numba | top-k agreement |", "|" + "---|" * 11]
+    lines = ["| collection | docs | postings/query (x N) | build s | size MiB | RSS opened MiB | k "
+             "| numba mean / p50 / p99 ms | scipy mean / p50 / p99 ms | scipy/numba | top-k agreement |",
+             "|" + "---|" * 11]
     for r in rows:
         for k in (10, 1000):
             n, s = r[f"k{k}"]["numba_ms"], r[f"k{k}"]["scipy_ms"]
             lines.append(
-                f"| {r['name']} | {r['documents']:,} | {r['postings_per_query']:,.0f} ({r['postings_per_query_over_n']:.2f}) "
+                f"| {r['name']} | {r['documents']:,} | {r['postings_per_query']:,.0f} "
+                f"({r['postings_per_query_over_n']:.2f}) "
                 f"| {r['build_s']:.1f} | {r['size_mb']:.0f} | {r['rss_opened_mb']:.1f} | {k} "
-                f"| {n['mean']:.2f} / {n['p50']:.2f} / {n['p99']:.2f} | {s['mean']:.2f} / {s['p50']:.2f} / {s['p99']:.2f} "
+                f"| {n['mean']:.2f} / {n['p50']:.2f} / {n['p99']:.2f} "
+                f"| {s['mean']:.2f} / {s['p50']:.2f} / {s['p99']:.2f} "
                 f"| {r[f'k{k}']['speedup_mean']:.1f}x | {r[f'k{k}']['agreement_with_scipy']:.4f} |")
     return "\n".join(lines)
 
@@ -178,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
-    print(f"machine: {os.cpu_count()} CPUs, {os.uname().machine}; single-thread scoring; timings are noisy on a shared host")
+    print(f"machine: {os.cpu_count()} CPUs, {os.uname().machine}; single-thread scoring; "
+          "timings are noisy on a shared host")
     print(report(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
