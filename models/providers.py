@@ -37,9 +37,9 @@ class RuntimeOptions:
     use_int8: load the dynamic-int8 variant (*.int8.onnx) written by `export --int8`.
     max_logits_bytes: memory bound for one encoder call; the [batch, seq, vocab] float32 logits dominate
         memory, so batches are split to keep batch*seq*vocab*4 bytes under it.
-    allow_spinning: intra-op threads busy-wait between operators. Lower latency on an idle machine; on
-        oversubscribed cores (several encoder calls at once, busy neighbours) it doubled single-query latency
-        here with 2 threads, so turn it off when the encoder shares its cores.
+    allow_spinning: intra-op threads busy-wait between operators. Off by default: it may shave a little
+        latency on an idle machine, but on shared cores (several encoder calls at once, busy neighbours) it
+        doubled single-query latency here with 2 threads.
     """
 
     device: str = "auto"
@@ -48,7 +48,7 @@ class RuntimeOptions:
     graph_optimization: str = "all"
     use_int8: bool = False
     max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES
-    allow_spinning: bool = True
+    allow_spinning: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:

@@ -84,10 +84,12 @@ def test_device_cuda_on_a_machine_without_cuda_fails_clearly(default_model_dir):
 
 def test_thread_counts_and_optimization_level_reach_the_session(default_model_dir):
     options = RuntimeOptions(device="cpu", intra_op_threads=1, inter_op_threads=1, graph_optimization="basic",
-                             allow_spinning=False)
+                             allow_spinning=True)
     session, _ = create_session(default_model_dir / "query.onnx", options)
     settings = session.get_session_options()
-    assert settings.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert settings.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    default_session, _ = create_session(default_model_dir / "query.onnx", RuntimeOptions(device="cpu"))
+    assert default_session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert settings.intra_op_num_threads == 1
     assert settings.inter_op_num_threads == 1
     assert settings.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
