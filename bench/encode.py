@@ -240,7 +240,8 @@ def main() -> int:
               "tokenize_query_ms": float(tokenize_ms), "engines": results, "int8_quality": quality}
     base = results["pytorch-eager"]
     print(f"machine: {report['machine']['cpu']}, nproc {report['machine']['nproc']}, {report['machine']['date']}; "
-          f"intra-op threads {args.threads}, spinning {'on' if args.spinning else 'off'}; best of {args.rounds} rounds; tokenization {tokenize_ms:.3f} ms/query (not in the timings below)")
+          f"intra-op threads {args.threads}, spinning {'on' if args.spinning else 'off'}; best of {args.rounds} "
+          f"rounds; tokenization {tokenize_ms:.3f} ms/query (not in the timings below)")
     print(f"{'engine':<18} {'query p50 ms':>13} {'p99 ms':>8} {'q/s @32':>9} {'docs/s@256':>11}   "
           "ratios vs eager (p50 speed-up, q/s, docs/s)")
     for name, r in results.items():
@@ -248,9 +249,10 @@ def main() -> int:
               f"{r['docs_per_s_256']:>11.1f}   x{base['query_p50_ms'] / r['query_p50_ms']:.2f}  "
               f"x{r['queries_per_s_batch32'] / base['queries_per_s_batch32']:.2f}  "
               f"x{r['docs_per_s_256'] / base['docs_per_s_256']:.2f}")
+    retrieval = quality["top10_retrieval_overlap"]
     print(f"int8: doc.onnx {quality['bytes_fp32'] / 2**20:.1f} MB -> {quality['bytes_int8'] / 2**20:.1f} MB; "
           f"top-10 query-term overlap {quality['top10_term_overlap_queries']:.3f}; top-10 retrieved-document "
-          f"overlap {quality['top10_retrieval_overlap'] if quality['top10_retrieval_overlap'] is None else round(quality['top10_retrieval_overlap'], 3)}")
+          f"overlap {'not measured' if retrieval is None else f'{retrieval:.3f}'}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

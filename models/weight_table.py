@@ -27,7 +27,9 @@ def read_weight_table(path: Path | str, tokenizer: Tokenizer, vocab_size: int, s
     unknown = []
     for token, weight in table.items():
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-            raise CheckpointError(f"query weight table {path}: weight of {token!r} must be a finite number >= 0, got {weight!r}")
+            raise CheckpointError(
+                f"query weight table {path}: weight of {token!r} must be a finite number >= 0, got {weight!r}"
+            )
         term_id = tokenizer.token_to_id(token)
         if term_id is None or term_id >= vocab_size:
             unknown.append(token)
