@@ -143,3 +143,29 @@ def test_cli_builds_with_progress_and_fails_cleanly(tmp_path, default_model_dir,
     usage = subprocess.run(base + ["--corpus", str(corpus), "--out", str(tmp_path / "x"), "--doc-max-terms", "0"],
                            cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert usage.returncode == 2 and "--doc-max-terms: must be a positive integer" in usage.stderr
+
+
+def test_killed_cli_build_leaves_the_previous_index(tmp_path, doc_encoder, default_model_dir, small_corpus, repo_root):
+    import os
+    import signal
+    import time
+
+    previous = build(tmp_path, doc_encoder, write_jsonl(tmp_path / "corpus.jsonl", DOCS))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "index_builder", "build", "--model", str(default_model_dir), "--corpus",
+         str(small_corpus), "--out", str(tmp_path / "index"), "--no-progress"],
+        cwd=repo_root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        # The staging directory appears once the model is loaded; encoding 300 documents takes seconds more.
+        while not list(tmp_path.glob(".index.building-*/ids.bin")):
+            assert proc.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline, "the build never started writing"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert proc.poll() is None, "the build ended before it could be killed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    reopened = open_index(tmp_path / "index", verify_checksums=True)
+    assert postings_of(reopened) == postings_of(previous) and reopened.num_documents == 3
