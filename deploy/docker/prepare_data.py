@@ -15,7 +15,6 @@ Environment (the service's variables, so builder and api agree on paths):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -24,14 +23,9 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: make the project importable
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from models.artifact import sha256_file  # noqa: E402
 
 
 def run(*args: str) -> None:
