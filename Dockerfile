@@ -68,7 +68,9 @@ WORKDIR /app
 # ---- One-shot builder: fetch the default model, make the corpus, build the index into /data.
 FROM app-base AS builder
 COPY --from=builder-deps /opt/venv /opt/venv
+COPY storage/ storage/
 COPY models/ models/
+COPY engine/ engine/
 COPY index_builder/ index_builder/
 COPY deploy/docker/prepare_data.py deploy/docker/prepare_data.py
 USER 10001:10001
@@ -78,8 +80,9 @@ CMD ["python", "deploy/docker/prepare_data.py"]
 # ---- The service (default target). It never imports torch, which this image does not contain.
 FROM app-base AS runtime
 COPY --from=deps /opt/venv /opt/venv
+COPY storage/ storage/
 COPY models/ models/
-COPY index_builder/ index_builder/
+COPY engine/ engine/
 COPY service/ service/
 COPY deploy/docker/healthcheck.py deploy/docker/healthcheck.py
 USER 10001:10001

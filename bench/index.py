@@ -30,8 +30,9 @@ sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve(
 
 from bench.synthetic_collection import VOCAB_SIZE, Collection, generate, load_calibrated  # noqa: E402
 from index_builder.csr_index import build_index_from_csr  # noqa: E402
-from index_builder.index_format import open_index  # noqa: E402
-from service.scoring import score_exact  # noqa: E402
+from engine.index_format import open_index  # noqa: E402
+from engine import ServedIndex, SparseQuery  # noqa: E402
+from engine.kernels.exact import score_exact  # noqa: E402
 
 RSS_PROBE = """
 import resource, sys, numpy as np
@@ -40,8 +41,8 @@ def rss_mb():
         for line in f:
             if line.startswith('VmRSS'):
                 return int(line.split()[1]) / 1024
-from index_builder.index_format import open_index
-from service.scoring import score_exact
+from engine.index_format import open_index
+from engine.kernels.exact import score_exact
 before = rss_mb()  # after the imports: what opening the index itself costs
 index = open_index(sys.argv[1])
 opened = rss_mb()
@@ -69,6 +70,20 @@ def time_numba(index, collection: Collection, k: int) -> tuple[dict, list[np.nda
         results.append(docs)
         postings += traversed
     return percentiles(np.array(times) * 1000), results, postings / collection.num_queries
+
+
+def time_seam(index, collection: Collection, k: int) -> dict:
+    """The same kernel through the engine's scorer seam (snapshot -> registry -> scorer -> TopK), as served."""
+    served = ServedIndex(index)
+    times = []
+    with served.acquire() as snapshot:
+        for i in range(collection.num_queries):
+            terms, weights = collection.query(i)
+            query = SparseQuery(np.ascontiguousarray(terms, np.int32), np.ascontiguousarray(weights, np.float32))
+            t0 = time.perf_counter()
+            snapshot.search(query, k)
+            times.append(time.perf_counter() - t0)
+    return percentiles(np.array(times) * 1000)
 
 
 def time_scipy(term_major: sp.csr_matrix, collection: Collection, k: int) -> tuple[dict, list[np.ndarray]]:
@@ -115,8 +130,9 @@ def bench_collection(name: str, collection: Collection, workdir: Path, memory_bu
     time_numba(index, collection, 10)  # JIT and page warm-up, not timed
     for k in (10, 1000):
         numba_ms, numba_results, postings = time_numba(index, collection, k)
+        seam_ms = time_seam(index, collection, k)
         scipy_ms, scipy_results = time_scipy(term_major, collection, k)
-        row[f"k{k}"] = {"numba_ms": numba_ms, "scipy_ms": scipy_ms,
+        row[f"k{k}"] = {"numba_ms": numba_ms, "seam_ms": seam_ms, "scipy_ms": scipy_ms,
                         "speedup_mean": scipy_ms["mean"] / numba_ms["mean"],
                         "agreement_with_scipy": recall_against(numba_results, scipy_results)}
         row["postings_per_query"] = postings
@@ -128,8 +144,9 @@ def bench_collection(name: str, collection: Collection, workdir: Path, memory_bu
 
 def report(rows: list[dict]) -> str:
     lines = ["| collection | docs | postings/query (x N) | build s | size MiB | RSS opened MiB | k "
-             "| numba mean / p50 / p99 ms | scipy mean / p50 / p99 ms | scipy/numba | top-k agreement |",
-             "|" + "---|" * 11]
+             "| numba mean / p50 / p99 ms | through the seam mean / p99 ms | scipy mean / p50 / p99 ms "
+             "| scipy/numba | top-k agreement |",
+             "|" + "---|" * 12]
     for r in rows:
         for k in (10, 1000):
             n, s = r[f"k{k}"]["numba_ms"], r[f"k{k}"]["scipy_ms"]
@@ -138,6 +155,7 @@ def report(rows: list[dict]) -> str:
                 f"({r['postings_per_query_over_n']:.2f}) "
                 f"| {r['build_s']:.1f} | {r['size_mb']:.0f} | {r['rss_opened_mb']:.1f} | {k} "
                 f"| {n['mean']:.2f} / {n['p50']:.2f} / {n['p99']:.2f} "
+                f"| {r[f'k{k}']['seam_ms']['mean']:.2f} / {r[f'k{k}']['seam_ms']['p99']:.2f} "
                 f"| {s['mean']:.2f} / {s['p50']:.2f} / {s['p99']:.2f} "
                 f"| {r[f'k{k}']['speedup_mean']:.1f}x | {r[f'k{k}']['agreement_with_scipy']:.4f} |")
     return "\n".join(lines)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.server import running_service  # noqa: E402  (the shared real-server launcher)
 
-STAGES = ("tokenize", "queue", "encode", "score", "total")
+from engine import STAGES  # noqa: E402  (the one definition)
 MODES = {
     # name: service settings
     "batching": {"SPLADE_ENCODER_MAX_BATCH_SIZE": "32"},
@@ -196,10 +196,10 @@ def mean_batch_counts(exposition: str) -> tuple[float, float]:
 
 def load_searcher(model: Path, index: Path, intra_op_threads: int):
     from models.runtime import RuntimeOptions
-    from service.searcher import Searcher
+    from engine import Searcher
 
     searcher = Searcher.from_paths(index, model, RuntimeOptions(device="cpu", intra_op_threads=intra_op_threads),
-                                   query_max_terms=64)
+                                   max_query_terms=64)
     searcher.warm_up()
     return searcher
 

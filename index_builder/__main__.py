@@ -6,8 +6,8 @@ import sys
 
 from index_builder import build, encode, verify
 from index_builder.corpus import CorpusError
-from index_builder.index_format import IndexFormatError
-from index_builder.quantization import QuantizationRangeError
+from engine.errors import IndexFormatError
+from engine.impacts import QuantizationRangeError
 from models.errors import ModelError
 
 VERBS = {

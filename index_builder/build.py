@@ -20,11 +20,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from index_builder import index_format
+from engine import index_format
 from index_builder.corpus import FORMATS, CorpusDocument, CorpusError, count_lines, detect_format, read_corpus
-from index_builder.encoding import WINDOW_BATCHES, SparseVector, encode_texts, vectors_from_tokens, windows
+from index_builder.document_vectors import WINDOW_BATCHES, encode_texts, vectors_from_tokens, windows
 from index_builder.inversion import ChunkedInverter, InversionResult
 from index_builder.vectors_file import VectorsWriter, read_sidecar
+from engine.manifest import DEFAULT_SCORER
+from models.sparse import SparseVector
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,8 @@ def index_manifest(result: InversionResult, started: float, vocab_size: int, tok
         },
         "quantization": result.quantization.to_manifest(),
         "document_store": False,
-        # Reserved for the pruned scorers: per-term maxima over fixed-size document blocks.
-        "block_max": None,
+        "parts": {},
+        "default_scorer": DEFAULT_SCORER,
         **fields,
     }
 

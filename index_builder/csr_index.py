@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from index_builder import index_format
+from engine import index_format
 from index_builder.build import index_manifest
 from index_builder.inversion import ChunkedInverter
 

@@ -4,7 +4,7 @@ r"""`python -m index_builder encode`: corpus -> pre-encoded vectors JSONL, to bu
         [--doc-max-terms N] [--max-length L] [--batch-size B]
 
 Then `python -m index_builder build --corpus vectors.jsonl --doc-max-terms 128 ...` prunes the saved vectors
-exactly as encoding with that limit would (the graph's top-k and `encoding.prune` keep the same terms).
+exactly as encoding with that limit would (the graph's top-k and `models.sparse.heaviest_terms` keep the same terms).
 """
 from __future__ import annotations
 

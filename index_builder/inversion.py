@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index_builder import index_format
-from index_builder.quantization import Quantization, plan_quantization, quantize
+from engine import index_format
+from engine.impacts import Quantization, plan_quantization, quantize
 
 # Buffered term id + doc number + weight (12 B), the argsort permutation (8 B) and the sorted copies (12 B).
 BYTES_PER_BUFFERED_POSTING = 32

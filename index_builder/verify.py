@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from index_builder.index_format import open_index
+from engine.index_format import open_index
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+# The stage names of the HTTP contract (timings_ms); load tests import nothing of ours, so this copy is
+# checked against engine.STAGES by tests/load_tests/test_bounds_and_checks.py.
 STAGES = ("tokenize", "queue", "encode", "score", "total")
 
 

@@ -5,16 +5,15 @@ Layout and manifest keys are the contract in docs/design.md; this module is the 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import storage
+import storage.atomic_dir
 from models.errors import ArtifactError
+from storage import file_sha256
 
 FORMAT_VERSION = 1
 # Bumped whenever the exported graph changes (outputs stay within parity); fetch-default re-exports older ones.
@@ -35,11 +34,7 @@ def int8_name(onnx_name: str) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def read_manifest(artifact_dir: Path | str) -> dict[str, Any]:
@@ -87,53 +82,20 @@ def write_json(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _fsync_tree(root: Path) -> None:
-    for path in root.iterdir():
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    descriptor = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def check_replaceable(target: Path | str) -> None:
     """An export may replace an earlier artifact or an empty directory, never anything else (no lost data)."""
-    target = Path(target)
-    if not target.exists():
-        return
-    if not target.is_dir():
-        raise ArtifactError(f"refusing to write the artifact to {target}: it exists and is not a directory")
-    if any(target.iterdir()) and not (target / MANIFEST).is_file():
-        raise ArtifactError(
-            f"refusing to replace {target}: it is a non-empty directory without {MANIFEST}, not a model artifact"
-        )
+    try:
+        storage.atomic_dir.check_replaceable(Path(target), MANIFEST, "artifact")
+    except storage.NotReplaceableError as exc:
+        raise ArtifactError(str(exc)) from None
 
 
 @contextlib.contextmanager
 def atomic_directory(target: Path | str) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success it replaces `target` in one rename.
+    """Yield a temporary directory beside `target`; on success it replaces `target` in one step.
 
-    A failure (exception, kill) leaves any previous artifact at `target` untouched.
+    A failure (exception, kill) leaves any previous artifact at `target` untouched (storage.atomic_directory).
     """
     check_replaceable(target)
-    target = Path(target).resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes 0700; an artifact is read by other users (service, containers)
-    try:
+    with storage.atomic_directory(target, marker=MANIFEST, what="artifact") as staging:
         yield staging
-        _fsync_tree(staging)
-        if target.exists():
-            # Move the old artifact aside first: rename() cannot replace a non-empty directory.
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rename(target, retired / "artifact")
-            os.rename(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

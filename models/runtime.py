@@ -15,6 +15,7 @@ import numpy as np
 from models import artifact
 from models.errors import ArtifactError
 from models.providers import RuntimeOptions, create_session
+from models.sparse import SparseVector, heaviest_terms
 from models.tokenization import TokenizedBatch, load_tokenizer, tokenize
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "load_document_encoder",
 ]
 
-SparseVector = tuple[np.ndarray, np.ndarray]  # (int32 term ids, float32 weights), weight descending, all > 0
 
 
 def _check_max_terms(max_terms: int | None) -> None:
@@ -160,9 +160,7 @@ class WeightTableQueryEncoder(SparseEncoder):
             term_ids = np.unique(row_ids[row_mask.astype(bool)])
             weights = self.weights_table[term_ids]
             keep = weights > 0
-            term_ids, weights = term_ids[keep], weights[keep]
-            order = np.lexsort((term_ids, -weights))[:max_terms]  # weight descending, ties by term id
-            results.append((term_ids[order].astype(np.int32), weights[order].astype(np.float32)))
+            results.append(heaviest_terms(term_ids[keep], weights[keep], max_terms))
         return results
 
 

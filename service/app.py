@@ -1,5 +1,7 @@
 """The FastAPI app: routes, start-up and the request-metrics middleware; the work is in `QueryPipeline`.
 
+This is the HTTP edge: it validates requests (schemas.py), hands them to the pipeline, renders the engine's
+typed results as JSON, and (errors.py) maps the engine's domain errors to status codes.
 Start-up runs in the background so `/healthz` answers while the model and index load; `/readyz` (and the
 search routes) answer 503 until the `Searcher` is loaded and warm. A load failure (e.g. the index and the
 encoder disagree on the tokenizer) is logged with its reason and, under `python -m service`, stops the
@@ -23,11 +25,12 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from engine import STAGES, InvalidQueryError, SearchResult, Searcher, StageTimes
+from engine import scorers as engine_scorers
 from service.errors import NotReadyError, install_error_handlers
 from service.metrics import ServiceMetrics
-from service.pipeline import STAGES, QueryPipeline
+from service.pipeline import QueryPipeline
 from service.schemas import BatchSearchResponse, ErrorResponse, Health, Info, SearchResponse, request_models
-from service.searcher import Searcher
 from service.settings import Settings, load_settings
 
 logger = logging.getLogger("service")
@@ -45,12 +48,22 @@ _ERRORS = {
 
 def open_searcher(settings: Settings) -> Searcher:
     """The production loader: encoder + index from the configured directories."""
+    try:
+        return Searcher.from_paths(
+            settings.index_dir, settings.model_dir, runtime_options(settings),
+            max_query_terms=settings.max_query_terms, scorer=settings.scorer,
+        )
+    except InvalidQueryError as exc:  # the only query-like input here is the SPLADE_SCORER setting
+        raise InvalidQueryError("SPLADE_SCORER", exc.message, exc.limit) from None
+
+
+def runtime_options(settings: Settings):
+    """The query encoder's ONNX Runtime options, from the SPLADE_* settings."""
     from models.runtime import RuntimeOptions
 
-    options = RuntimeOptions(device=settings.device, intra_op_threads=settings.intra_op_threads)
-    return Searcher.from_paths(
-        settings.index_dir, settings.model_dir, options, query_max_terms=settings.max_query_terms
-    )
+    return RuntimeOptions(device=settings.device, intra_op_threads=settings.intra_op_threads,
+                          graph_optimization=settings.graph_optimization, use_int8=settings.use_int8,
+                          allow_spinning=settings.allow_spinning)
 
 
 class ServiceState:
@@ -101,8 +114,8 @@ class RequestMetricsMiddleware:
             )
 
 
-def _timings_ms(timings_s: dict) -> dict:
-    return {stage: round(timings_s.get(stage, 0.0) * 1000.0, 4) for stage in STAGES}
+def _timings_ms(times: StageTimes) -> dict:
+    return {stage: round(getattr(times, stage) * 1000.0, 4) for stage in STAGES}
 
 
 def _server_timing(timings_ms: dict) -> str:
@@ -113,9 +126,24 @@ def _json(payload: dict, headers: dict | None = None, status_code: int = 200) ->
     return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json", headers=headers)
 
 
-def _search_payload(result: dict) -> dict:
-    result["timings_ms"] = _timings_ms(result.pop("timings_s"))
-    return result
+def render_result(result: SearchResult, include_text: bool, explain: bool) -> dict:
+    """One search's JSON body (the HTTP contract in docs/design.md)."""
+    hits = []
+    for hit in result.hits:
+        item = {"id": hit.id, "score": float(hit.score)}
+        if include_text:
+            item["title"] = hit.title
+            item["text"] = hit.text
+        if explain:
+            item["contributions"] = hit.contributions or {}
+        hits.append(item)
+    body: dict = {"hits": hits}
+    if explain:
+        body["query_terms"] = result.query_terms
+    body["postings_traversed"] = result.postings_traversed
+    body["scorer"] = result.scorer
+    body["timings_ms"] = _timings_ms(result.timings)
+    return body
 
 
 def create_app(
@@ -188,7 +216,7 @@ def create_app(
         started = request.state.splade_started
         pipeline = state.require_pipeline()
         [result] = await pipeline.run([pipeline.prepare(body)], started)
-        payload = _search_payload(result)
+        payload = render_result(result, body.include_text, body.explain)
         return _json(payload, {"Server-Timing": _server_timing(payload["timings_ms"])})
 
     @app.post("/search/batch", response_model=BatchSearchResponse, responses=_ERRORS)
@@ -198,14 +226,16 @@ def create_app(
         pipeline = state.require_pipeline()
         prepared = [pipeline.prepare(q, field_prefix=f"queries[{i}].") for i, q in enumerate(body.queries)]
         results = await pipeline.run(prepared, started)
-        per_query = [r["timings_s"] for r in results]
-        overall = {
+        per_query = [r.timings for r in results]
+        overall = StageTimes(
             # Texts share encoder batches, so their tokenize/queue/encode overlap: report the longest.
-            **{stage: max(t[stage] for t in per_query) for stage in ("tokenize", "queue", "encode")},
-            "score": sum(t["score"] for t in per_query),
-            "total": time.perf_counter() - started,
-        }
-        payload = {"results": [_search_payload(r) for r in results], "timings_ms": _timings_ms(overall)}
+            tokenize=max(t.tokenize for t in per_query), queue=max(t.queue for t in per_query),
+            encode=max(t.encode for t in per_query), score=sum(t.score for t in per_query),
+            total=time.perf_counter() - started,
+        )
+        rendered = [render_result(r, q.include_text, q.explain)
+                    for r, q in zip(results, body.queries)]
+        payload = {"results": rendered, "timings_ms": _timings_ms(overall)}
         return _json(payload, {"Server-Timing": _server_timing(payload["timings_ms"])})
 
     @app.get("/healthz", response_model=Health)
@@ -221,17 +251,24 @@ def create_app(
 
     @app.get("/info", response_model=Info, responses={503: _ERRORS[503]})
     async def info() -> Response:
-        """Model and index manifests, execution provider and settings."""
+        """Model and index manifests, execution provider, the scorers the index serves, and settings."""
         pipeline = state.require_pipeline()
-        encoder, index = pipeline.searcher.encoder, pipeline.searcher.index
-        return _json(
-            {
-                "model": encoder.manifest,
-                "index": index.manifest,
-                "provider": encoder.provider,
-                "settings": settings.public_dict(),
-            }
-        )
+        encoder = pipeline.searcher.encoder
+        with pipeline.searcher.acquire() as snapshot:
+            available = snapshot.available_scorers
+            return _json(
+                {
+                    "model": encoder.manifest,
+                    "index": snapshot.index.manifest,
+                    "provider": encoder.provider,
+                    "scorers": {
+                        "default": snapshot.default_scorer,
+                        "available": available,
+                        "details": {name: engine_scorers.registered()[name].describe() for name in available},
+                    },
+                    "settings": settings.public_dict(),
+                }
+            )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -1,7 +1,9 @@
 """One JSON error shape for every 4xx/5xx: `{"error": {"type", "message", "details": [{field, message, limit}]}}`.
 
-Handlers here turn request validation errors, malformed JSON, unknown vector tokens, routing errors, a full
-queue and timeouts into that shape, so a client parses one thing and never sees a bare 500 for bad input.
+Handlers here turn request validation errors, malformed JSON, routing errors and the engine's domain errors
+(an invalid query or unknown vector token -> 422, overloaded -> 503 + Retry-After, deadline exceeded -> 504)
+into that shape: this is the only place where domain errors become status codes, so a client parses one
+thing and never sees a bare 500 for bad input.
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from engine import DeadlineExceededError, InvalidQueryError, OverloadedError
+from service.limits import limit_of
+
 logger = logging.getLogger("service.errors")
 
-# pydantic error context keys that carry the violated limit, in order of preference.
-_LIMIT_KEYS = ("le", "lt", "ge", "gt", "max_length", "min_length")
 
 _TYPE_BY_STATUS = {
     400: "bad_request",
@@ -57,24 +60,9 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-class InvalidRequestError(ApiError):
-    status_code = 422
-    error_type = "validation_error"
-
-
-class QueueFullError(ApiError):
-    status_code = 503
-    error_type = "queue_full"
-
-
 class NotReadyError(ApiError):
     status_code = 503
     error_type = "not_ready"
-
-
-class RequestTimeoutError(ApiError):
-    status_code = 504
-    error_type = "timeout"
 
 
 def error_body(error_type: str, message: str, details: Sequence[dict] = ()) -> dict:
@@ -121,8 +109,7 @@ def _json_safe(value: Any) -> Any:
 def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict]:
     details = []
     for error in errors:
-        ctx = error.get("ctx") or {}
-        limit = next((ctx[key] for key in _LIMIT_KEYS if key in ctx), None)
+        limit = limit_of(error)
         loc = tuple(error.get("loc", ()))
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "query_or_vector":  # a model-level rule: name the field it is about
@@ -150,6 +137,25 @@ async def _on_api_error(request: Request, exc: ApiError) -> Response:
     return error_response(exc.status_code, exc.error_type, exc.message, exc.details, exc.headers)
 
 
+async def _on_invalid_query(request: Request, exc: InvalidQueryError) -> Response:
+    return error_response(422, "validation_error", str(exc), [detail(exc.field, exc.message, _json_safe_limit(exc.limit))])
+
+
+async def _on_overloaded(request: Request, exc: OverloadedError) -> Response:
+    return error_response(503, "queue_full", str(exc), [detail("queue", "queue full", exc.limit)],
+                          headers={"Retry-After": "1"})
+
+
+async def _on_deadline(request: Request, exc: DeadlineExceededError) -> Response:
+    return error_response(504, "timeout", str(exc), [detail("request_timeout_s", "deadline exceeded", exc.limit_s)])
+
+
+def _json_safe_limit(limit: Any) -> Any:
+    if isinstance(limit, (list, tuple)):
+        return ", ".join(str(item) for item in limit)  # allowed values, e.g. scorer names
+    return _json_safe(limit)
+
+
 async def _on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
     error_type = _TYPE_BY_STATUS.get(exc.status_code, "http_error")
     return error_response(exc.status_code, error_type, str(exc.detail), headers=getattr(exc, "headers", None))
@@ -164,5 +170,8 @@ async def _on_unexpected_error(request: Request, exc: Exception) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(InvalidQueryError, _on_invalid_query)
+    app.add_exception_handler(OverloadedError, _on_overloaded)
+    app.add_exception_handler(DeadlineExceededError, _on_deadline)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected_error)

@@ -6,11 +6,9 @@ exact without prometheus-client's multiprocess mode, which cannot serve gauges l
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-STAGES = ("tokenize", "queue", "encode", "score", "total")
+from engine import STAGES, StageTimes
 
 # Explicit buckets, 50 µs to 5 s: tokenization is tens of µs, a slow batch is seconds.
 STAGE_BUCKETS_S = (
@@ -57,10 +55,9 @@ class ServiceMetrics:
         for reason in ("queue_full", "timeout"):
             self.rejected.labels(reason=reason)
 
-    def observe_stages(self, timings_s: Mapping[str, float]) -> None:
-        for stage, seconds in timings_s.items():
-            if stage in STAGES:
-                self.stage_duration.labels(stage=stage).observe(seconds)
+    def observe_stages(self, times: StageTimes) -> None:
+        for stage in STAGES:
+            self.stage_duration.labels(stage=stage).observe(getattr(times, stage))
 
     def describe_artifacts(self, *, model: str, kind: str, provider: str, index: str, documents: int,
                            postings: int) -> None:

@@ -1,30 +1,28 @@
-"""The online query path around a `Searcher`: micro-batched encoding, pooled scoring, deadlines, metrics.
+"""The online query path around an `engine.Searcher`: micro-batched encoding, pooled scoring, deadlines, metrics.
 
 The event loop only validates, queues and awaits. Encoding runs on one encoder thread (ONNX Runtime uses
 `intra_op_threads` inside each call), fed by the `MicroBatcher`; scoring runs on `score_threads` threads
 (the Numba kernels release the GIL). Texts are encoded with the server's maximum query terms and each
 request keeps its own prefix (terms come weight-descending), which is what the `Searcher` keeps for the
 same `query_max_terms`, so one batch can serve requests with different pruning.
+
+Each request takes one snapshot of the served index when it starts and scores on it to the end (the engine's
+snapshot rule). Problems are raised as engine errors (InvalidQueryError, OverloadedError,
+DeadlineExceededError); only the HTTP layer (service/errors.py) turns them into status codes.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
-
-from models.runtime import TokenizedBatch
+from engine import (DeadlineExceededError, InvalidQueryError, OverloadedError, ScoredQuery, SearchOptions, SearchResult, Searcher,
+                    Snapshot, SparseQuery, StageTimes)
 from service.batching import Batched, DeadlineExceeded, MicroBatcher, QueueFull
-from service.errors import InvalidRequestError, QueueFullError, RequestTimeoutError, detail
 from service.metrics import ServiceMetrics
-from service.searcher import Searcher, SparseQuery, UnknownTokenError
 from service.settings import Settings
-
-STAGES = ("tokenize", "queue", "encode", "score", "total")
-# Padding allowed in one encoder call, as a fraction of its real tokens (see `length_groups`).
-MAX_PADDING_FRACTION = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +30,7 @@ class EncodedText:
     query: SparseQuery
     tokenize_s: float  # the whole batch's tokenization (shared by its texts)
     encode_s: float  # the whole batch's encoder call
-    scored: tuple | None = None  # (hits, postings, score_s) when scored on the encoder thread (lone query)
+    scored: ScoredQuery | None = None  # when scored on the encoder thread (lone query)
 
 
 @dataclass(slots=True)
@@ -41,11 +39,11 @@ class PreparedQuery:
 
     text: str | None
     sparse: SparseQuery | None
-    max_terms: int
-    k: int
-    include_text: bool
-    explain: bool
+    options: SearchOptions
+    field_prefix: str = ""  # "queries[3]." inside a batch request: error fields name the query
+    snapshot: Snapshot | None = None
     deadline: float = float("inf")
+    times: StageTimes = field(default_factory=StageTimes)
 
 
 class QueryPipeline:
@@ -74,62 +72,54 @@ class QueryPipeline:
 
     # -- preparation (event loop: cheap, and rejects bad vectors before any work is queued) --
 
-    def prepare(self, request, field_prefix: str = "") -> PreparedQuery:
-        max_terms = request.query_max_terms or self.settings.max_query_terms
+    def prepare(self, request: Any, field_prefix: str = "") -> PreparedQuery:
+        max_terms = self.searcher.resolve_max_terms(request.query_max_terms)
+        options = SearchOptions(request.k, max_terms, request.include_text, request.explain,
+                                request.scorer, request.scorer_options)
         sparse = None
         if request.vector is not None:
-            try:
-                sparse = self.searcher.vector_query(request.vector, max_terms)
-            except UnknownTokenError as exc:
-                raise InvalidRequestError(
-                    f"{field_prefix}vector: {exc}", [detail(f"{field_prefix}vector", str(exc))]
-                ) from None
-            except ValueError as exc:
-                raise InvalidRequestError(
-                    f"{field_prefix}vector: {exc}", [detail(f"{field_prefix}vector", str(exc))]
-                ) from None
-        return PreparedQuery(request.query, sparse, max_terms, request.k, request.include_text, request.explain)
+            sparse = self.searcher.vector_query(request.vector, max_terms, field_name=f"{field_prefix}vector")
+        return PreparedQuery(request.query, sparse, options, field_prefix)
 
     # -- execution --
 
-    async def run(self, prepared: list[PreparedQuery], started: float) -> list[dict]:
-        """Encode (batched), then score every query; one dict per query, in order, timings in seconds."""
+    async def run(self, prepared: list[PreparedQuery], started: float) -> list[SearchResult]:
+        """Encode (batched), then score every query on one snapshot; results in order, timings filled in."""
         deadline = started + self.settings.request_timeout_s
-        for p in prepared:
-            p.deadline = deadline
+        with self.searcher.acquire() as snapshot:
+            for p in prepared:
+                _check_scorer(snapshot, p)  # before any encoder work is spent on the request
+                p.deadline = deadline
+                p.snapshot = snapshot
+            return await self._run(prepared, started, deadline)
+
+    async def _run(self, prepared: list[PreparedQuery], started: float, deadline: float) -> list[SearchResult]:
         texts = [p for p in prepared if p.text is not None]
         try:
             encoded = await self._batcher.submit(texts, deadline) if texts else []
         except QueueFull as exc:
             self.metrics.rejected.labels(reason="queue_full").inc()
-            raise QueueFullError(
-                f"the encoder queue is full ({exc.pending} waiting, limit {exc.limit}); retry shortly",
-                [detail("queue", "queue full", exc.limit)],
-                headers={"Retry-After": "1"},
-            ) from None
+            raise OverloadedError(exc.pending, exc.limit) from None
         except DeadlineExceeded:
             raise self._timed_out() from None
 
-        stage_times: list[dict[str, float]] = []
         queries: list[SparseQuery] = []
-        outcomes: list[tuple | None] = []
+        outcomes: list[ScoredQuery | None] = []
         texts_done = iter(encoded)
         for p in prepared:
             if p.text is None:
                 queries.append(p.sparse)
-                stage_times.append({"tokenize": 0.0, "queue": 0.0, "encode": 0.0})
                 outcomes.append(None)
             else:
                 item: Batched[EncodedText] = next(texts_done)
-                queries.append(_keep_heaviest(item.value.query, p.max_terms))
-                stage_times.append(
-                    {"tokenize": item.value.tokenize_s, "queue": item.queue_s, "encode": item.value.encode_s}
-                )
+                queries.append(item.value.query.keep_heaviest(p.options.max_terms))
+                p.times.tokenize, p.times.queue, p.times.encode = (
+                    item.value.tokenize_s, item.queue_s, item.value.encode_s)
                 outcomes.append(item.value.scored)
 
         loop = asyncio.get_running_loop()
         scoring = {
-            i: loop.run_in_executor(self._score_pool, self._score, q, p, deadline)
+            i: loop.run_in_executor(self._score_pool, self._score, q, p)
             for i, (q, p, done) in enumerate(zip(queries, prepared, outcomes))
             if done is None
         }
@@ -146,89 +136,40 @@ class QueryPipeline:
 
         finished = time.perf_counter()
         results = []
-        for sparse, p, times, (hits, postings, score_s) in zip(queries, prepared, stage_times, outcomes):
-            times["score"] = score_s
-            times["total"] = finished - started
-            self.metrics.observe_stages(times)
-            self.metrics.query_terms.observe(len(sparse.term_ids))
-            self.metrics.postings_traversed.observe(postings)
-            results.append(self._render(sparse, p, hits, postings, times))
+        for sparse, p, outcome in zip(queries, prepared, outcomes):
+            p.times.score = outcome.score_s
+            p.times.total = finished - started
+            self.metrics.observe_stages(p.times)
+            self.metrics.query_terms.observe(len(sparse))
+            self.metrics.postings_traversed.observe(outcome.postings_traversed)
+            terms = self.searcher.query_terms(sparse) if p.options.explain else None
+            results.append(SearchResult(sparse, outcome.hits, outcome.scorer, outcome.stats, p.times, terms))
         return results
 
-    def _timed_out(self) -> RequestTimeoutError:
+    def _timed_out(self) -> DeadlineExceededError:
         self.metrics.rejected.labels(reason="timeout").inc()
-        limit = self.settings.request_timeout_s
-        return RequestTimeoutError(
-            f"the search did not finish within {limit} s", [detail("request_timeout_s", "deadline exceeded", limit)]
-        )
+        return DeadlineExceededError(self.settings.request_timeout_s)
 
     def _encode_texts(self, jobs: list[PreparedQuery]) -> list[EncodedText]:
         """The batch function (encoder thread). A lone query is also scored here: there is no other query
         whose encoding its scoring could overlap with, and it saves two thread hand-offs (~0.3 ms idle, more
         on a busy machine). Batches of two or more are scored on the pool, overlapping the next batch."""
-        texts = [job.text for job in jobs]
-        t0 = time.perf_counter()
-        batch = self.searcher.tokenize(texts)
-        t1 = time.perf_counter()
-        queries: list[SparseQuery | None] = [None] * len(texts)
-        for rows in length_groups(batch.attention_mask.sum(axis=1)):
-            group = TokenizedBatch(batch.input_ids[rows], batch.attention_mask[rows]).rows(0, len(rows))
-            for row, query in zip(rows.tolist(), self.searcher.encode_tokenized(group, self.settings.max_query_terms)):
-                queries[row] = query
-        t2 = time.perf_counter()
+        encoded = self.searcher.encode_texts([job.text for job in jobs])
         if len(jobs) == 1:
-            job = jobs[0]
-            scored = self._score(_keep_heaviest(queries[0], job.max_terms), job, job.deadline)
-            return [EncodedText(queries[0], t1 - t0, t2 - t1, scored)]
-        return [EncodedText(q, t1 - t0, t2 - t1) for q in queries]
+            job, query = jobs[0], encoded.queries[0]
+            scored = self._score(query.keep_heaviest(job.options.max_terms), job)
+            return [EncodedText(query, encoded.tokenize_s, encoded.encode_s, scored)]
+        return [EncodedText(q, encoded.tokenize_s, encoded.encode_s) for q in encoded.queries]
 
-    def _score(self, query: SparseQuery, p: PreparedQuery, deadline: float):
-        t0 = time.perf_counter()
-        if t0 >= deadline:
+    def _score(self, query: SparseQuery, p: PreparedQuery) -> ScoredQuery:
+        if time.perf_counter() >= p.deadline:
             raise DeadlineExceeded()
-        hits, postings = self.searcher.score(query, p.k, include_text=p.include_text, explain=p.explain)
-        return hits, postings, time.perf_counter() - t0
-
-    def _render(self, sparse: SparseQuery, p: PreparedQuery, hits, postings: int, times: dict) -> dict:
-        out_hits = []
-        for hit in hits:
-            item = {"id": hit.id, "score": float(hit.score)}
-            if p.include_text:
-                item["title"] = hit.title
-                item["text"] = hit.text
-            if p.explain:
-                item["contributions"] = {t: float(v) for t, v in (hit.contributions or {}).items()}
-            out_hits.append(item)
-        body = {"hits": out_hits}
-        if p.explain:
-            body["query_terms"] = self.searcher.query_terms(sparse)
-        body["postings_traversed"] = int(postings)
-        body["timings_s"] = times
-        return body
+        return self.searcher.score(p.snapshot, query, p.options)
 
 
-def length_groups(lengths: np.ndarray, max_padding: float = MAX_PADDING_FRACTION) -> list[np.ndarray]:
-    """Row indices grouped by similar token length, so that padding is at most `max_padding` of the tokens.
-
-    The encoder's cost grows with batch x longest length: one long query padded into a batch of short ones
-    can cost more than batching saves. Rows sorted by length are cut into runs whose padded size stays
-    within (1 + max_padding) x their real tokens.
-    """
-    order = np.argsort(lengths, kind="stable")
-    groups: list[np.ndarray] = []
-    start, real = 0, 0
-    for end, row in enumerate(order):
-        length = int(lengths[row])
-        if end > start and (end - start + 1) * length > (1 + max_padding) * (real + length):
-            groups.append(order[start:end])
-            start, real = end, 0
-        real += length
-    if len(order):
-        groups.append(order[start:])
-    return groups
-
-
-def _keep_heaviest(query: SparseQuery, max_terms: int) -> SparseQuery:
-    if len(query.term_ids) <= max_terms:
-        return query
-    return SparseQuery(np.ascontiguousarray(query.term_ids[:max_terms]), np.ascontiguousarray(query.weights[:max_terms]))
+def _check_scorer(snapshot: Snapshot, p: PreparedQuery) -> None:
+    """The requested scorer is served by this snapshot's index and its options are within their limits."""
+    try:
+        snapshot.scorer(p.options.scorer).resolve_options(p.options.scorer_options)
+    except InvalidQueryError as exc:
+        raise InvalidQueryError(p.field_prefix + exc.field, exc.message, exc.limit) from None

@@ -17,6 +17,7 @@ from service.settings import Settings
 # A SPLADE query has tens of terms; this only bounds the work a single request can ask for.
 MAX_VECTOR_ENTRIES = 4096
 MAX_TOKEN_CHARS = 200
+MAX_SCORER_NAME_CHARS = 64
 # pydantic error type of a request with both or neither of query/vector (errors.py names the field).
 QUERY_FORM_ERROR = "query_or_vector"
 
@@ -44,6 +45,8 @@ class SearchRequestBase(BaseModel):
     query_max_terms: int | None = None
     include_text: bool = False
     explain: bool = False
+    scorer: str | None = None
+    scorer_options: dict[str, float] | None = None
 
     @field_validator("query")
     @classmethod
@@ -101,6 +104,15 @@ def request_models(settings: Settings) -> RequestModels:
         ),
         include_text=(bool, Field(False, description="Return each hit's title and text.")),
         explain=(bool, Field(False, description="Return query terms and per-hit term contributions.")),
+        scorer=(
+            Annotated[str, StringConstraints(min_length=1, max_length=MAX_SCORER_NAME_CHARS)] | None,
+            Field(None, description="Scorer to use (GET /info lists what the index serves); default: the server's."),
+        ),
+        scorer_options=(
+            Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=MAX_SCORER_NAME_CHARS)],
+                           Annotated[float, Field(allow_inf_nan=False)]], Field(max_length=16)] | None,
+            Field(None, description="The scorer's query-time knobs, each within the limits GET /info lists."),
+        ),
     )
     batch = create_model(
         "BatchSearchRequest",
@@ -131,6 +143,7 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     query_terms: list[tuple[str, float]] | None = None
     postings_traversed: int
+    scorer: str
     timings_ms: TimingsMs
 
 
@@ -159,8 +172,15 @@ class Health(BaseModel):
     status: str
 
 
+class ScorersInfo(BaseModel):
+    default: str
+    available: list[str]
+    details: dict[str, dict]
+
+
 class Info(BaseModel):
     model: dict
     index: dict
     provider: str
+    scorers: ScorersInfo
     settings: dict

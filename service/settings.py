@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.limits import limit_of
+
 ENV_PREFIX = "SPLADE_"
 
 
@@ -35,6 +37,25 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         0, ge=0, le=256, description="ONNX Runtime threads inside one encoder call (0 = one per core)."
     )
+    use_int8: bool = Field(
+        False,
+        description="Serve the dynamic-int8 query encoder (query.int8.onnx, made by `export --int8`): faster on "
+        "CPU, small quality cost (see docs/encoders.md).",
+    )
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="ONNX Runtime graph optimization level of the query encoder session."
+    )
+    allow_spinning: bool = Field(
+        False,
+        description="Let ONNX Runtime threads spin between operators; off because on shared cores it doubled "
+        "single-query latency here.",
+    )
+    scorer: str | None = Field(
+        None,
+        min_length=1,
+        description="Scorer used when a request names none; unset = the one the index manifest names "
+        "(`exact` for every index today). Must be a scorer the index can serve.",
+    )
     default_k: int = Field(10, ge=1, description="Hits returned when a request gives no `k`.")
     max_k: int = Field(1000, ge=1, le=100_000, description="Largest `k` a request may ask for.")
     max_query_terms: int = Field(
@@ -48,7 +69,10 @@ class Settings(BaseSettings):
         2000, ge=1, le=1_000_000, description="Longest query text accepted, in characters."
     )
     max_batch_queries: int = Field(
-        64, ge=1, le=10_000, description="Most queries in one `POST /search/batch` request."
+        64,
+        ge=1,
+        le=10_000,
+        description="Most queries in one `POST /search/batch` request (must not exceed the queue limit).",
     )
     encoder_max_batch_size: int = Field(
         32,
@@ -109,16 +133,22 @@ def load_settings(**overrides) -> Settings:
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
             name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
-            limit = _limit_of(error)
+            limit = limit_of(error)
             suffix = f" (limit: {limit})" if limit is not None else ""
             got = f"; got {error.get('input')!r}" if field else ""
             problems.append(f"{name}: {error['msg']}{suffix}{got}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
 
 
-def _limit_of(error: dict):
-    ctx = error.get("ctx") or {}
-    for key in ("le", "lt", "ge", "gt", "max_length", "min_length"):
-        if key in ctx:
-            return ctx[key]
-    return None
+def settings_table() -> str:
+    """The Markdown table of every setting (docs/service.md holds exactly this; a test keeps them equal)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "unset" if default is None else str(default.value if hasattr(default, "value") else default)
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | `{shown}` | {field.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())  # python -m service.settings > the table for docs/service.md

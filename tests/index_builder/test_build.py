@@ -11,7 +11,7 @@ import pytest
 from index_builder.build import EncodeSettings, build_index, load_encoder
 from index_builder.corpus import CorpusError
 from index_builder.encode import encode_corpus
-from index_builder.index_format import open_index
+from engine.index_format import open_index
 
 DOCS = [
     {"_id": "a", "title": "Protein folding", "text": "Proteins fold into native structures."},
@@ -158,7 +158,7 @@ def test_killed_cli_build_leaves_the_previous_index(tmp_path, doc_encoder, defau
     try:
         deadline = time.monotonic() + 120
         # The staging directory appears once the model is loaded; encoding 300 documents takes seconds more.
-        while not list(tmp_path.glob(".index.building-*/ids.bin")):
+        while not list(tmp_path.glob(".index.staging-*/ids.bin")):
             assert proc.poll() is None, "the build ended before it could be killed"
             assert time.monotonic() < deadline, "the build never started writing"
             time.sleep(0.05)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from index_builder import index_format
+from engine import index_format
 from index_builder.csr_index import build_index_from_csr
-from index_builder.index_format import IndexFormatError, open_index
+from engine.index_format import IndexFormatError, open_index
 from index_builder.inversion import BYTES_PER_BUFFERED_POSTING, ChunkedInverter
-from index_builder.quantization import QuantizationRangeError, plan_quantization, quantize
+from engine.impacts import QuantizationRangeError, plan_quantization, quantize
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,7 +138,7 @@ def test_failed_build_keeps_the_previous_index(built_index):
     with pytest.raises(ValueError, match="outside the vocabulary"):
         build_index_from_csr(built_index, matrix.indptr, matrix.indices, matrix.data, vocab_size=10)
     assert open_index(built_index, verify_checksums=True).manifest["files"] == before
-    assert not list(built_index.parent.glob(".index.building-*"))
+    assert not list(built_index.parent.glob(".index.staging-*"))
 
 
 def test_rebuild_replaces_the_index(built_index):
@@ -167,7 +167,7 @@ def test_killed_build_leaves_the_previous_index_loadable(built_index):
     try:
         deadline = time.monotonic() + 120
         # Kill once the build has written at least one inversion run into its staging directory.
-        while not list(built_index.parent.glob(".index.building-*/_runs/run-*")):
+        while not list(built_index.parent.glob(".index.staging-*/_runs/run-*")):
             assert proc.poll() is None, f"build ended before it could be killed: {proc.communicate()}"
             assert time.monotonic() < deadline, "the build never started writing"
             time.sleep(0.05)
@@ -175,14 +175,14 @@ def test_killed_build_leaves_the_previous_index_loadable(built_index):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert list(built_index.parent.glob(".index.building-*")), "the killed build's staging dir is left behind"
+    assert list(built_index.parent.glob(".index.staging-*")), "the killed build's staging dir is left behind"
     index = open_index(built_index, verify_checksums=True)
     assert index.manifest["files"] == before
     # The next build of the same target removes the dead build's staging directory.
     matrix = random_matrix(num_docs=50, seed=4)
     build_index_from_csr(built_index, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
     assert open_index(built_index).num_documents == 50
-    assert not list(built_index.parent.glob(".index.building-*"))
+    assert not list(built_index.parent.glob(".index.staging-*"))
 
 
 def test_refuses_to_replace_a_directory_that_is_not_an_index(tmp_path):
@@ -190,7 +190,7 @@ def test_refuses_to_replace_a_directory_that_is_not_an_index(tmp_path):
     precious.mkdir()
     (precious / "thesis.txt").write_text("years of work")
     matrix = random_matrix(num_docs=10, seed=6)
-    with pytest.raises(IndexFormatError, match="holds no manifest.json; refusing to replace it"):
+    with pytest.raises(IndexFormatError, match="refusing to replace .*notes: it is a non-empty directory without manifest.json"):
         build_index_from_csr(precious, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
     assert (precious / "thesis.txt").read_text() == "years of work"
     empty = tmp_path / "empty"

@@ -194,3 +194,10 @@ def test_stage_means_come_from_histogram_deltas():
     means = stage_means_ms(before, after)
     assert means["encode"] == pytest.approx(10.0) and means["score"] == pytest.approx(1.0)
     assert stage_means_ms(None, after) is None
+
+
+def test_the_load_tests_stage_names_are_the_engines():
+    from engine import STAGES as ENGINE_STAGES
+    from load_tests.checks import STAGES as CHECKED_STAGES
+
+    assert CHECKED_STAGES == ENGINE_STAGES

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.index_format import open_index
+from engine.index_format import open_index
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -31,7 +31,7 @@ CONTRACT_METRICS = {
     "splade_query_terms", "splade_postings_traversed", "splade_requests_in_flight",
     "splade_rejected_requests_total", "splade_model_info",
 }
-STAGES = ("tokenize", "queue", "encode", "score", "total")
+from engine import STAGES  # noqa: E402  (the one definition)
 
 
 def run(*command: str, cwd: Path = REPO_ROOT, env: dict | None = None) -> subprocess.CompletedProcess:

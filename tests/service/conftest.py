@@ -23,10 +23,10 @@ def anyio_backend():
 @pytest.fixture(scope="session")
 def searcher(small_index_dir, default_model_dir):
     from models.runtime import RuntimeOptions
-    from service.searcher import Searcher
+    from engine import Searcher
 
     loaded = Searcher.from_paths(
-        small_index_dir, default_model_dir, RuntimeOptions(device="cpu", intra_op_threads=1), query_max_terms=64
+        small_index_dir, default_model_dir, RuntimeOptions(device="cpu", intra_op_threads=1), max_query_terms=64
     )
     loaded.warm_up()
     return loaded

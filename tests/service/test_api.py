@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from service.app import create_app
-from service.searcher import IncompatibleArtifactsError
+from engine import IncompatibleArtifactsError
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.pipeline import MAX_PADDING_FRACTION, length_groups
+from engine.searcher import MAX_PADDING_FRACTION, length_groups
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from index_builder.index_format import open_index
+from engine.index_format import open_index
 from tests.conftest import run_module
 
 TOLERANCE = 0.005
@@ -32,7 +32,7 @@ def build_from(vectors, model_dir, out, *extra):
 def evaluate(index_dir, model_dir, scifact_dir, tmp_path, *extra):
     figures = tmp_path / "figures.json"
     run_file = tmp_path / "run.trec"
-    proc = run_module("service.evaluate", "--index", str(index_dir), "--model", str(model_dir),
+    proc = run_module("evaluation", "--index", str(index_dir), "--model", str(model_dir),
                       "--beir", str(scifact_dir), "--split", "test", "--json", str(figures),
                       "--run-file", str(run_file), *extra)
     assert "nDCG@10" in proc.stdout and "latency per query" in proc.stdout
@@ -86,13 +86,13 @@ def test_evaluate_reports_bad_input_clearly(small_index_dir, default_model_dir, 
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-m", "service.evaluate", "--index", str(small_index_dir), "--model", str(default_model_dir),
+        [sys.executable, "-m", "evaluation", "--index", str(small_index_dir), "--model", str(default_model_dir),
          "--beir", str(scifact_dir), "--split", "nosuchsplit"],
         cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "qrels for split 'nosuchsplit' not found" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(
-        [sys.executable, "-m", "service.evaluate", "--index", str(tmp_path / "missing"), "--model",
+        [sys.executable, "-m", "evaluation", "--index", str(tmp_path / "missing"), "--model",
          str(default_model_dir), "--beir", str(scifact_dir)],
         cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not an index directory" in proc.stderr

@@ -9,7 +9,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import sys
-import service.app, service.searcher, service.__main__
+import service.app, service.pipeline, service.__main__
+import engine, evaluation.run
 import models.runtime
 from service.app import create_app, open_searcher
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))

@@ -72,3 +72,13 @@ def test_service_refuses_to_start_with_invalid_settings():
     assert proc.returncode == 2
     assert "SPLADE_MAX_QUERY_TERMS" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_documented_settings_table_is_the_settings_class():
+    """docs/service.md holds exactly the table generated from `Settings` (names, defaults, descriptions)."""
+    from service.settings import settings_table
+
+    docs = (REPO_ROOT / "docs" / "service.md").read_text(encoding="utf-8")
+    assert settings_table() in docs, "regenerate the table in docs/service.md with `python -m service.settings`"
+    for name in Settings.model_fields:
+        assert f"`SPLADE_{name.upper()}`" in settings_table()

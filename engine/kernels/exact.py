@@ -15,74 +15,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.topk import offer, sift_down, sift_up, sorted_hits
+
 # Below postings * SPARSE_FRACTION < documents, walking the postings again beats a full scan of the accumulator.
 SPARSE_FRACTION = 8
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _worse(score_a, doc_a, score_b, doc_b):
-    """True when hit a ranks below hit b: lower score, or the same score and a higher document number."""
-    return score_a < score_b or (score_a == score_b and doc_a > doc_b)
-
-
-@njit(nogil=True, cache=True)
-def _sift_down(heap_scores, heap_docs, size, i):
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            return
-        right = child + 1
-        if right < size and _worse(heap_scores[right], heap_docs[right], heap_scores[child], heap_docs[child]):
-            child = right
-        if _worse(heap_scores[child], heap_docs[child], heap_scores[i], heap_docs[i]):
-            heap_scores[i], heap_scores[child] = heap_scores[child], heap_scores[i]
-            heap_docs[i], heap_docs[child] = heap_docs[child], heap_docs[i]
-            i = child
-        else:
-            return
-
-
-@njit(nogil=True, cache=True)
-def _sift_up(heap_scores, heap_docs, i):
-    while i > 0:
-        parent = (i - 1) // 2
-        if _worse(heap_scores[i], heap_docs[i], heap_scores[parent], heap_docs[parent]):
-            heap_scores[i], heap_scores[parent] = heap_scores[parent], heap_scores[i]
-            heap_docs[i], heap_docs[parent] = heap_docs[parent], heap_docs[i]
-            i = parent
-        else:
-            return
-
-
-@njit(nogil=True, cache=True)
-def _offer(heap_scores, heap_docs, size, k, score, doc):
-    """Offer a hit to the heap of the k best (root = worst kept); returns the new size."""
-    if size < k:
-        heap_scores[size] = score
-        heap_docs[size] = doc
-        _sift_up(heap_scores, heap_docs, size)
-        return size + 1
-    if _worse(heap_scores[0], heap_docs[0], score, doc):
-        heap_scores[0] = score
-        heap_docs[0] = doc
-        _sift_down(heap_scores, heap_docs, size, 0)
-    return size
-
-
-@njit(nogil=True, cache=True)
-def _sorted_hits(heap_scores, heap_docs, size):
-    """The heap's hits, best first (score descending, then document number ascending)."""
-    docs = np.empty(size, dtype=np.int64)
-    scores = np.empty(size, dtype=np.float32)
-    # Pop the worst repeatedly and fill from the back.
-    while size > 0:
-        size -= 1
-        docs[size] = heap_docs[0]
-        scores[size] = heap_scores[0]
-        heap_scores[0] = heap_scores[size]
-        heap_docs[0] = heap_docs[size]
-        _sift_down(heap_scores, heap_docs, size, 0)
-    return docs, scores
 
 
 @njit(nogil=True, cache=True)
@@ -115,7 +51,7 @@ def score_exact(offsets, doc_numbers, impacts, term_ids, term_weights, scale, k,
     if k <= 0:
         # Nothing to return, but the accumulator must still be cleared.
         accumulator[:] = 0
-        docs, scores = _sorted_hits(heap_scores, heap_docs, 0)
+        docs, scores = sorted_hits(heap_scores, heap_docs, 0)
         return docs, scores, postings
     if postings * SPARSE_FRACTION < num_docs:
         # Few documents touched: visit them through the postings; reading zeroes each entry, so a document
@@ -130,7 +66,7 @@ def score_exact(offsets, doc_numbers, impacts, term_ids, term_weights, scale, k,
                 score = accumulator[doc]
                 if score > 0:
                     accumulator[doc] = 0
-                    size = _offer(heap_scores, heap_docs, size, k, score, np.int64(doc))
+                    size = offer(heap_scores, heap_docs, size, k, score, np.int64(doc))
     else:
         # Full scan in document order: a later document never beats an equal score, so '>' against the
         # current k-th best (0 until the heap is full: untouched documents score 0) is the whole test.
@@ -141,15 +77,15 @@ def score_exact(offsets, doc_numbers, impacts, term_ids, term_weights, scale, k,
                 if size < k:
                     heap_scores[size] = score
                     heap_docs[size] = doc
-                    _sift_up(heap_scores, heap_docs, size)
+                    sift_up(heap_scores, heap_docs, size)
                     size += 1
                     if size == k:
                         threshold = heap_scores[0]
                 else:
                     heap_scores[0] = score
                     heap_docs[0] = doc
-                    _sift_down(heap_scores, heap_docs, size, 0)
+                    sift_down(heap_scores, heap_docs, size, 0)
                     threshold = heap_scores[0]
         accumulator[:] = 0
-    docs, scores = _sorted_hits(heap_scores, heap_docs, size)
+    docs, scores = sorted_hits(heap_scores, heap_docs, size)
     return docs, scores, postings

@@ -3,7 +3,8 @@
 Texts are encoded in windows of `batch_size * WINDOW_BATCHES` documents: the window is tokenized once, sorted
 by token length, cut into batches of similar length (little padding: the encoder cost grows with the longest
 text of a batch), and the vectors are put back in corpus order. Pre-encoded documents are mapped from tokens to
-term ids and pruned the same way (`prune`), so an index built from saved vectors equals one built from text.
+term ids and pruned by the same rule (`models.sparse.heaviest_terms`), so an index built from saved vectors
+equals one built from text.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from itertools import islice
 import numpy as np
 
 from index_builder.corpus import CorpusDocument, CorpusError
+from models.sparse import SparseVector, heaviest_terms
 
-SparseVector = tuple[np.ndarray, np.ndarray]
 WINDOW_BATCHES = 16
 EMPTY_VECTOR: SparseVector = (np.zeros(0, np.int32), np.zeros(0, np.float32))
 
@@ -23,14 +24,6 @@ def windows(documents: Iterable[CorpusDocument], size: int) -> Iterator[list[Cor
     iterator = iter(documents)
     while window := list(islice(iterator, size)):
         yield window
-
-
-def prune(term_ids: np.ndarray, weights: np.ndarray, max_terms: int | None) -> SparseVector:
-    """Weight-descending (ties: lower term id), cut to `max_terms` (None keeps all)."""
-    order = np.lexsort((term_ids, -weights))
-    if max_terms is not None:
-        order = order[:max_terms]
-    return term_ids[order].astype(np.int32), weights[order].astype(np.float32)
 
 
 def encode_texts(encoder, documents: list[CorpusDocument], batch_size: int,
@@ -67,5 +60,5 @@ def vectors_from_tokens(encoder, documents: list[CorpusDocument], max_terms: int
             term_ids[i] = term_id
             weights[i] = weight
         keep = weights > 0  # a positive float64 weight can underflow to 0 in float32
-        vectors.append(prune(term_ids[keep], weights[keep], max_terms))
+        vectors.append(heaviest_terms(term_ids[keep], weights[keep], max_terms))
     return vectors

@@ -1,4 +1,4 @@
-"""The Searcher on a real index (300 SciFact documents) with the real query encoder."""
+"""The engine's one query path (Searcher) on a real index (300 SciFact documents) with the real query encoder."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from engine import (STAGES, IncompatibleArtifactsError, InvalidQueryError, SearchOptions, Searcher, SparseQuery,
+                    UnknownTokenError)
+from engine.index_format import open_index
 from index_builder.csr_index import build_index_from_csr
-from index_builder.index_format import open_index
 from models.runtime import load_query_encoder
-from service.searcher import IncompatibleArtifactsError, Searcher, SparseQuery, UnknownTokenError
 
 QUERIES = [
     "Do proteins fold into their native structure quickly?",
@@ -52,7 +53,7 @@ def dense_scores(index, query: SparseQuery) -> np.ndarray:
 @pytest.mark.parametrize("text", QUERIES)
 def test_text_search_equals_brute_force(searcher, text):
     result = searcher.search(text, k=20)
-    query = searcher.encode_tokenized(searcher.tokenize([text]))[0]
+    query = searcher.encode_texts([text]).queries[0]
     acc = dense_scores(searcher.index, query)
     matching = np.flatnonzero(acc > 0)
     expected = matching[np.lexsort((matching, -acc[matching]))][:20]
@@ -60,8 +61,8 @@ def test_text_search_equals_brute_force(searcher, text):
     assert [hit.score for hit in result.hits] == acc[expected].tolist()
     assert [hit.id for hit in result.hits] == [searcher.index.external_id(d) for d in expected]
     assert result.postings_traversed == sum(len(searcher.index.postings(int(t))[0]) for t in query.term_ids)
-    assert set(result.timings) == {"tokenize", "encode", "score", "total"}
-    assert all(value >= 0 for value in result.timings.values())
+    assert all(getattr(result.timings, stage) >= 0 for stage in STAGES)
+    assert result.timings.queue == 0.0 and result.scorer == "exact"
 
 
 def test_relevant_document_ranks_first(searcher, corpus_lines):
@@ -91,10 +92,11 @@ def test_query_max_terms_and_its_limit(searcher, small_index_dir, encoder):
     full = searcher.search(QUERIES[0], k=5)
     assert len(result.query_terms) == 4
     assert result.query_terms == full.query_terms[:4]
-    limited = Searcher(open_index(small_index_dir), encoder, query_max_terms=8)
+    limited = Searcher(open_index(small_index_dir), encoder, max_query_terms=8)
     assert len(limited.search(QUERIES[0]).query_terms) == 8
-    with pytest.raises(ValueError, match="query_max_terms 9 exceeds the limit of 8"):
+    with pytest.raises(InvalidQueryError, match="query_max_terms: 9 exceeds the limit of 8") as caught:
         limited.search(QUERIES[0], query_max_terms=9)
+    assert (caught.value.field, caught.value.limit) == ("query_max_terms", 8)
 
 
 def test_vector_query_matches_text_query(searcher):
@@ -102,7 +104,7 @@ def test_vector_query_matches_text_query(searcher):
     vector = dict(text_result.query_terms)
     vector_result = searcher.search(vector, k=10)
     assert [(h.id, h.score) for h in vector_result.hits] == [(h.id, h.score) for h in text_result.hits]
-    assert vector_result.timings["tokenize"] == 0.0
+    assert vector_result.timings.tokenize == 0.0
     pruned = searcher.vector_query({"protein": 0.5, "fold": 2.0, "native": 1.0, "the": 0.0}, max_terms=2)
     assert [searcher.encoder.token(t) for t in pruned.term_ids] == ["fold", "native"]
 
@@ -121,7 +123,7 @@ def test_bad_vector_queries_are_clear_errors(searcher, vector, error, message):
 
 def test_bad_k_and_empty_vector(searcher):
     for k in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="k must be a positive integer"):
+        with pytest.raises(InvalidQueryError, match="k: must be a positive integer"):
             searcher.search(QUERIES[0], k=k)
     empty = searcher.search({}, k=10)
     assert empty.hits == [] and empty.postings_traversed == 0 and empty.query_terms == []
@@ -130,14 +132,16 @@ def test_bad_k_and_empty_vector(searcher):
 
 
 def test_concurrent_scoring_gives_the_sequential_results(searcher):
-    queries = searcher.encode_tokenized(searcher.tokenize(QUERIES * 4))
-    sequential = [searcher.score(q, k=50) for q in queries]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        concurrent = list(pool.map(lambda q: searcher.score(q, k=50), queries * 3))
-    for i, (hits, postings) in enumerate(concurrent):
-        expected_hits, expected_postings = sequential[i % len(queries)]
-        assert [(h.doc_number, h.score) for h in hits] == [(h.doc_number, h.score) for h in expected_hits]
-        assert postings == expected_postings
+    queries = searcher.encode_texts(QUERIES * 4).queries
+    options = SearchOptions(k=50)
+    with searcher.acquire() as snapshot:
+        sequential = [searcher.score(snapshot, q, options) for q in queries]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            concurrent = list(pool.map(lambda q: searcher.score(snapshot, q, options), queries * 3))
+    for i, scored in enumerate(concurrent):
+        expected = sequential[i % len(queries)]
+        assert [(h.doc_number, h.score) for h in scored.hits] == [(h.doc_number, h.score) for h in expected.hits]
+        assert scored.postings_traversed == expected.postings_traversed
 
 
 def test_search_batch_equals_single_searches(searcher):
@@ -159,3 +163,43 @@ def test_index_from_another_vocabulary_is_refused(tmp_path, encoder):
                          vocab_size=100, tokenizer_sha256=encoder.tokenizer_sha256)
     with pytest.raises(IncompatibleArtifactsError, match="vocab_size 100 \\(index\\) != 30522"):
         Searcher(open_index(tmp_path / "small"), encoder)
+
+
+def test_unknown_scorer_and_options_name_the_field(searcher):
+    with pytest.raises(InvalidQueryError, match="unknown scorer: 'bm99'; this index serves \\['exact'\\]") as caught:
+        searcher.search(QUERIES[0], scorer="bm99")
+    assert caught.value.field == "scorer" and caught.value.limit == ["exact"]
+    with pytest.raises(InvalidQueryError, match="scorer 'exact' has no option 'heap_factor'") as caught:
+        searcher.search(QUERIES[0], scorer="exact", scorer_options={"heap_factor": 0.9})
+    assert caught.value.field == "scorer_options.heap_factor"
+
+
+def test_a_search_keeps_its_snapshot_across_a_swap(small_index_dir, encoder, tmp_path):
+    """The snapshot rule: a search that started on one index finishes on it, even if another is swapped in."""
+    searcher = Searcher(open_index(small_index_dir), encoder)
+    query = searcher.encode_texts([QUERIES[1]]).queries[0]
+    before = searcher.search(QUERIES[1], k=5)
+    # A second index: the same documents with the first half dropped (other ids, other ranking).
+    first = open_index(small_index_dir)
+    keep = np.arange(first.num_documents // 2, first.num_documents)
+    rows = [[], []]
+    for term in range(first.vocab_size):
+        docs, impacts = first.postings(term)
+        for doc, impact in zip(docs.tolist(), impacts.tolist()):
+            if doc >= keep[0]:
+                rows[0].append((doc - keep[0], term, impact * first.scale))
+    rows[0].sort()
+    indptr = np.searchsorted([r[0] for r in rows[0]], np.arange(len(keep) + 1)).astype(np.int64)
+    build_index_from_csr(tmp_path / "half", indptr, np.array([r[1] for r in rows[0]], np.int32),
+                         np.array([r[2] for r in rows[0]], np.float32), vocab_size=first.vocab_size,
+                         tokenizer_sha256=first.tokenizer_sha256,
+                         ids=[first.external_id(int(d)) for d in keep])
+    with searcher.acquire() as held:
+        swapped = searcher.served.swap(open_index(tmp_path / "half"))
+        assert swapped.generation == held.generation + 1 and held.in_use == 1
+        during = searcher.score(held, query, SearchOptions(k=5))  # still the old index
+        assert [(h.id, h.score) for h in during.hits] == [(h.id, h.score) for h in before.hits]
+    assert held.in_use == 0
+    after = searcher.search(QUERIES[1], k=5)
+    assert {h.id for h in after.hits} <= {first.external_id(int(d)) for d in keep}
+    assert [h.id for h in after.hits] != [h.id for h in before.hits]

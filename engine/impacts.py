@@ -1,4 +1,4 @@
-"""Float term weights -> integer impacts: impact = round(weight / scale), weight ~= impact * scale.
+"""Impact quantization, part of the index format: impact = round(weight / scale), weight ~= impact * scale.
 
 The scale is the collection's maximum weight divided by the largest impact (255 for uint8, 65535 for uint16),
 so nothing is clipped and the rounding error is at most scale / 2 per posting. Measured on SciFact with

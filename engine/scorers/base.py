@@ -1,0 +1,106 @@
+"""The scorer seam: what every scorer declares and does.
+
+A scorer class declares its `name`, the optional index parts it `requires`, whether it is `safe` (returns
+exactly the exact scorer's top-k: same ids, same float32 scores, ties to the lower document number) or
+approximate with a declared `recall_floor` (recall@k against the exact top-k at its default options), and the
+request `options` it accepts with their limits; `part_writers()` builds the parts it requires on an existing
+index (engine.index_format.add_parts). An instance is bound to one opened index (`for_index`): it may
+derive read-only structures from it once. `new_scratch()` makes the per-thread buffers one search needs; the
+caller keeps one per thread (see engine.snapshot). `search` never does I/O and raises only InvalidQueryError.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from engine.errors import InvalidQueryError
+from engine.index_format import InvertedIndex, PartWriter
+from engine.query import SparseQuery
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """A numeric request option of a scorer: its default and inclusive limits."""
+
+    default: float
+    minimum: float
+    maximum: float
+    integer: bool = False
+    description: str = ""
+
+    def check(self, field_name: str, value: Any) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InvalidQueryError(field_name, f"must be a number, got {value!r}")
+        if self.integer and float(value) != int(value):
+            raise InvalidQueryError(field_name, f"must be an integer, got {value!r}")
+        if not self.minimum <= value <= self.maximum:
+            limit = [self.minimum, self.maximum]
+            raise InvalidQueryError(field_name, f"must be in [{self.minimum}, {self.maximum}], got {value!r}", limit)
+        return int(value) if self.integer else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TopK:
+    """A scorer's answer: document numbers (int64) and scores (float32), best first, plus counters."""
+
+    doc_numbers: np.ndarray
+    scores: np.ndarray
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def postings_traversed(self) -> int:
+        return int(self.stats.get("postings_traversed", 0))
+
+
+class Scorer(abc.ABC):
+    name: ClassVar[str]
+    requires: ClassVar[frozenset[str]] = frozenset()
+    safe: ClassVar[bool]
+    recall_floor: ClassVar[float | None] = None
+    options: ClassVar[Mapping[str, OptionSpec]] = {}
+    description: ClassVar[str] = ""
+
+    def __init__(self, index: InvertedIndex) -> None:
+        self.index = index
+
+    @classmethod
+    def for_index(cls, index: InvertedIndex) -> Scorer:
+        return cls(index)
+
+    @classmethod
+    def part_writers(cls, params: Mapping[str, Any] | None = None) -> list[PartWriter]:
+        """Writers of the optional parts this scorer requires (for engine.index_format.add_parts)."""
+        return []
+
+    @classmethod
+    def resolve_options(cls, given: Mapping[str, Any] | None, field_prefix: str = "scorer_options") -> dict[str, Any]:
+        """Defaults overlaid with `given`, each checked against its limits (InvalidQueryError naming the field)."""
+        resolved: dict[str, Any] = {name: spec.default for name, spec in cls.options.items()}
+        for name, value in (given or {}).items():
+            spec = cls.options.get(name)
+            if spec is None:
+                allowed = sorted(cls.options)
+                raise InvalidQueryError(f"{field_prefix}.{name}",
+                                        f"scorer {cls.name!r} has no option {name!r} (options: {allowed})", allowed)
+            resolved[name] = spec.check(f"{field_prefix}.{name}", value)
+        return resolved
+
+    @abc.abstractmethod
+    def new_scratch(self) -> Any:
+        """Per-thread buffers sized for this index."""
+
+    @abc.abstractmethod
+    def search(self, query: SparseQuery, k: int, scratch: Any, options: Mapping[str, Any]) -> TopK:
+        """The top-k of `query` (term ids in [0, vocab), weights finite and >= 0; k >= 1)."""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name, "safe": cls.safe, "recall_floor": cls.recall_floor, "requires": sorted(cls.requires),
+            "options": {n: {"default": o.default, "min": o.minimum, "max": o.maximum} for n, o in cls.options.items()},
+            "description": cls.description,
+        }

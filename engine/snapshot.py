@@ -1,0 +1,124 @@
+"""The served index and the snapshot rule.
+
+Every search takes one `Snapshot` at its start (`ServedIndex.acquire()`) and uses it to the end: the index,
+the scorers bound to it and the per-thread scratch buffers sized for it. A later `swap` installs a new
+snapshot for the searches that start after it; searches already running finish on the one they hold, and a
+retired snapshot closes its index when its last search releases it. Two indexes never mix inside a search.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from engine import scorers
+from engine.index_format import InvertedIndex
+from engine.query import SparseQuery
+from engine.scorers.base import Scorer, TopK
+
+
+class Snapshot:
+    def __init__(self, index: InvertedIndex, default_scorer: str, generation: int = 0) -> None:
+        scorers.scorer_class(default_scorer, index)  # fail now, not on the first request
+        self.index = index
+        self.default_scorer = default_scorer
+        self.generation = generation
+        self._bound: dict[str, Scorer] = {}
+        self._bind_lock = threading.Lock()
+        self._local = threading.local()
+        self._refs = 0
+        self._retired = False
+        self._refs_lock = threading.Lock()
+
+    @property
+    def available_scorers(self) -> list[str]:
+        return scorers.available(self.index)
+
+    def scorer(self, name: str | None = None) -> Scorer:
+        """The scorer `name` (default: the snapshot's) bound to this index; InvalidQueryError if not served."""
+        name = name or self.default_scorer
+        bound = self._bound.get(name)
+        if bound is None:
+            cls = scorers.scorer_class(name, self.index)
+            with self._bind_lock:
+                bound = self._bound.get(name)
+                if bound is None:
+                    bound = self._bound[name] = cls.for_index(self.index)
+        return bound
+
+    def scratch(self, scorer: Scorer) -> Any:
+        """This thread's scratch for `scorer` (made on first use, reused by every later search of the thread)."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        scratch = buffers.get(scorer.name)
+        if scratch is None:
+            scratch = buffers[scorer.name] = scorer.new_scratch()
+        return scratch
+
+    def search(self, query: SparseQuery, k: int, scorer: str | None = None,
+               options: Mapping[str, Any] | None = None) -> tuple[TopK, Scorer]:
+        bound = self.scorer(scorer)
+        resolved = bound.resolve_options(options)
+        return bound.search(query, k, self.scratch(bound), resolved), bound
+
+    # -- reference counting: the index is closed once retired and unused --
+    def _enter(self) -> None:
+        with self._refs_lock:
+            self._refs += 1
+
+    def _leave(self) -> None:
+        with self._refs_lock:
+            self._refs -= 1
+            close = self._retired and self._refs == 0
+        if close:
+            self.index.close()
+
+    def _retire(self) -> None:
+        with self._refs_lock:
+            self._retired = True
+            close = self._refs == 0
+        if close:
+            self.index.close()
+
+    @property
+    def in_use(self) -> int:
+        return self._refs
+
+
+class ServedIndex:
+    """Holds the current snapshot; `acquire()` for a search, `swap()` to serve another index."""
+
+    def __init__(self, index: InvertedIndex, scorer_override: str | None = None) -> None:
+        """`scorer_override` (the SPLADE_SCORER setting) replaces the default each index's manifest names."""
+        self._lock = threading.Lock()
+        self._scorer_override = scorer_override
+        self._current = Snapshot(index, self._default_scorer(index), 0)
+
+    def _default_scorer(self, index: InvertedIndex) -> str:
+        return self._scorer_override or index.typed_manifest.default_scorer
+
+    @property
+    def current(self) -> Snapshot:
+        return self._current
+
+    @contextlib.contextmanager
+    def acquire(self) -> Iterator[Snapshot]:
+        with self._lock:
+            snapshot = self._current
+            snapshot._enter()
+        try:
+            yield snapshot
+        finally:
+            snapshot._leave()
+
+    def swap(self, index: InvertedIndex) -> Snapshot:
+        """Serve `index` from now on; the previous snapshot closes when its last search ends."""
+        snapshot = Snapshot(index, self._default_scorer(index))  # validated before anything changes
+        with self._lock:
+            previous = self._current
+            snapshot.generation = previous.generation + 1
+            self._current = snapshot
+        previous._retire()
+        return self._current

@@ -1,0 +1,142 @@
+"""Every registered scorer against the one oracle (tests/support/oracle.py), on random, heavy-tailed and
+tie-heavy collections: a safe scorer must return exactly the oracle's top-k (ids and float32 scores, ties to the
+lower document number); an approximate one must meet the recall floor it declares, with exact scores for the
+documents it returns. A deliberately wrong scorer of each kind shows that the check can fail."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+from engine import scorers
+from engine.index_format import add_parts, open_index
+from engine.query import SparseQuery
+from engine.scorers.base import Scorer, TopK
+from engine.scorers.exact import ExactScorer
+from index_builder.csr_index import build_index_from_csr
+from tests.support.oracle import brute_force_top_k, random_collection, tie_heavy_collection, zipf_collection
+
+KS = (1, 10, 100)
+QUERIES_PER_CASE = 40
+SEEDS = {"random": 1, "heavy-tailed": 2, "tie-heavy": 3}
+
+
+def _collection(kind: str, rng):
+    if kind == "random":
+        return random_collection(rng, 3000, 400, 0.02)
+    if kind == "heavy-tailed":
+        return zipf_collection(rng, 3000, 1500, 40)
+    return tie_heavy_collection(rng, 3000, 60, 6)
+
+
+def _queries(kind: str, rng, vocab: int) -> list[SparseQuery]:
+    queries = []
+    for _ in range(QUERIES_PER_CASE):
+        size = int(rng.integers(0, 40))
+        if kind == "heavy-tailed":
+            popularity = 1.0 / np.arange(1, vocab + 1) ** 0.8
+            terms = np.unique(rng.choice(vocab, size=size, p=popularity / popularity.sum()))
+        else:
+            terms = np.unique(rng.integers(0, vocab, size=size))
+        weights = (rng.choice([0.5, 1.0], size=len(terms)) if kind == "tie-heavy"
+                   else rng.lognormal(0.0, 0.5, size=len(terms)))
+        order = np.lexsort((terms, -weights))
+        queries.append(SparseQuery(terms[order].astype(np.int32), weights[order].astype(np.float32)))
+    return queries
+
+
+@pytest.fixture(scope="module", params=["random", "heavy-tailed", "tie-heavy"])
+def case(request, tmp_path_factory):
+    rng = np.random.default_rng(SEEDS[request.param])
+    matrix = _collection(request.param, rng)
+    out = tmp_path_factory.mktemp(request.param) / "index"
+    build_index_from_csr(out, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
+    return request.param, out, _queries(request.param, rng, matrix.shape[1])
+
+
+def check_against_oracle(scorer_cls: type[Scorer], index_dir, queries: list[SparseQuery]) -> dict[str, float]:
+    """Raise AssertionError unless `scorer_cls` keeps its declared promise on these queries."""
+    writers = scorer_cls.part_writers()
+    if writers:
+        add_parts(index_dir, writers)
+    index = open_index(index_dir)
+    scorer = scorer_cls.for_index(index)
+    scratch = scorer.new_scratch()
+    options = scorer_cls.resolve_options(None)
+    recalls = []
+    for k in KS:
+        for query in queries:
+            top = scorer.search(query, k, scratch, options)
+            want_docs, want_scores = brute_force_top_k(index.offsets, index.doc_numbers, index.impacts,
+                                                       query.term_ids, query.weights, index.scale, k,
+                                                       index.num_documents)
+            if scorer_cls.safe:
+                assert top.doc_numbers.tolist() == want_docs.tolist(), f"{scorer_cls.name}: ids differ at k={k}"
+                assert top.scores.tobytes() == want_scores.astype(np.float32).tobytes(), \
+                    f"{scorer_cls.name}: scores differ at k={k}"
+            else:
+                exact = brute_force_top_k(index.offsets, index.doc_numbers, index.impacts, query.term_ids,
+                                          query.weights, index.scale, index.num_documents, index.num_documents)
+                exact_score = dict(zip(exact[0].tolist(), exact[1].tolist()))
+                for doc, score in zip(top.doc_numbers.tolist(), top.scores.tolist()):
+                    assert doc in exact_score, f"{scorer_cls.name}: returned document {doc} does not match"
+                    assert score == pytest.approx(exact_score[doc], rel=1e-5), f"{scorer_cls.name}: inexact score"
+                if len(want_docs):
+                    recalls.append(len(set(top.doc_numbers.tolist()) & set(want_docs.tolist())) / len(want_docs))
+            assert "postings_traversed" in top.stats
+    if not scorer_cls.safe:
+        recall = float(np.mean(recalls)) if recalls else 1.0
+        assert recall >= scorer_cls.recall_floor, \
+            f"{scorer_cls.name}: recall {recall:.4f} below its declared floor {scorer_cls.recall_floor}"
+        return {"recall": recall}
+    return {}
+
+
+@pytest.mark.parametrize("name", sorted(scorers.registered()))
+def test_every_registered_scorer_keeps_its_promise(name, case, tmp_path):
+    kind, index_dir, queries = case
+    check_against_oracle(scorers.registered()[name], index_dir, queries)
+
+
+class _DropsTheLastTerm(ExactScorer):
+    """Claims to be safe but ignores the query's lightest term: close, and wrong."""
+
+    name = "wrong-safe"
+
+    def search(self, query: SparseQuery, k: int, scratch: Any, options: Mapping[str, Any]) -> TopK:
+        return super().search(query.keep_heaviest(max(len(query) - 1, 0)), k, scratch, options)
+
+
+class _OverclaimsRecall(ExactScorer):
+    """Approximate, claims recall 0.9, returns exact scores but only the better half of the top-k."""
+
+    name = "wrong-approximate"
+    safe = False
+    recall_floor = 0.9
+
+    def search(self, query: SparseQuery, k: int, scratch: Any, options: Mapping[str, Any]) -> TopK:
+        top = super().search(query, k, scratch, options)
+        half = len(top.doc_numbers) // 2
+        return TopK(top.doc_numbers[:half], top.scores[:half], top.stats)
+
+
+@pytest.mark.parametrize("wrong, why", [(_DropsTheLastTerm, "differ"), (_OverclaimsRecall, "below its declared floor")])
+def test_the_check_rejects_a_wrong_scorer(wrong, why, case):
+    kind, index_dir, queries = case
+    with pytest.raises(AssertionError, match=f"{wrong.name}: .*{why}"):
+        check_against_oracle(wrong, index_dir, queries)
+
+
+def test_registration_rules():
+    with pytest.raises(ValueError, match="already registered"):
+        scorers.register(type("Impostor", (ExactScorer,), {"name": "exact"}))
+
+    class NoFloor(ExactScorer):
+        name = "no-floor"
+        safe = False
+
+    with pytest.raises(ValueError, match="must declare its recall_floor"):
+        scorers.register(NoFloor)
+    assert "no-floor" not in scorers.registered()

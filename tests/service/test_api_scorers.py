@@ -1,0 +1,65 @@
+"""The scorer seam over HTTP: /info lists what the index serves, a request may name a scorer, bad names and
+options are 422s naming the field and the allowed values, and SPLADE_SCORER must be servable at start-up."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine import InvalidQueryError
+from service.app import create_app, open_searcher
+from tests.service.test_api import assert_error_shape
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_info_lists_the_scorers(in_process):
+    async with in_process() as client:
+        info = (await client.get("/info")).json()
+    assert info["scorers"]["default"] == "exact"
+    assert info["scorers"]["available"] == ["exact"]
+    assert info["scorers"]["details"]["exact"]["safe"] is True
+    assert info["index"]["default_scorer"] == "exact" and info["index"]["parts"] == {}
+
+
+async def test_a_request_may_name_the_scorer(in_process, searcher, scifact_queries):
+    async with in_process() as client:
+        named = (await client.post("/search", json={"query": scifact_queries[0], "k": 5, "scorer": "exact"})).json()
+        default = (await client.post("/search", json={"query": scifact_queries[0], "k": 5})).json()
+    assert named["scorer"] == default["scorer"] == "exact"
+    assert named["hits"] == default["hits"]
+    want = searcher.search(scifact_queries[0], k=5)
+    assert [h["id"] for h in named["hits"]] == [h.id for h in want.hits]
+    assert named["postings_traversed"] == want.postings_traversed > 0
+
+
+@pytest.mark.parametrize("body, field, fragment", [
+    ({"scorer": "seismic"}, "scorer", "unknown scorer: 'seismic'"),
+    ({"scorer_options": {"heap_factor": 0.9}}, "scorer_options.heap_factor", "has no option 'heap_factor'"),
+    ({"scorer": ""}, "scorer", "at least 1 character"),
+])
+async def test_bad_scorer_requests_are_422_naming_the_field(in_process, body, field, fragment):
+    async with in_process() as client:
+        response = await client.post("/search", json={"query": "protein folding", **body})
+        batch = await client.post("/search/batch", json={"queries": [{"query": "a"}, {"query": "b", **body}]})
+    error = assert_error_shape(response, 422, "validation_error")
+    assert error["details"][0]["field"] == field and fragment in error["message"], error
+    if body.get("scorer") == "seismic":
+        assert error["details"][0]["limit"] == "exact"  # the allowed values
+    batch_error = assert_error_shape(batch, 422, "validation_error")
+    assert batch_error["details"][0]["field"] == f"queries[1].{field}", batch_error
+
+
+async def test_an_unservable_default_scorer_stops_start_up(service_settings, serve_app):
+    failures: list[BaseException] = []
+    app = create_app(service_settings(scorer="seismic"), searcher_factory=open_searcher,
+                     on_startup_failure=failures.append)
+    async with serve_app(app, wait_ready=False) as client:
+        for _ in range(600):
+            if failures:
+                break
+            await asyncio.sleep(0.05)
+        ready = await client.get("/readyz")
+    assert len(failures) == 1 and isinstance(failures[0], InvalidQueryError)
+    error = assert_error_shape(ready, 503, "not_ready")
+    assert "SPLADE_SCORER: unknown scorer: 'seismic'" in error["message"]
