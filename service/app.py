@@ -29,6 +29,7 @@ from service.pipeline import STAGES, QueryPipeline
 from service.schemas import BatchSearchResponse, ErrorResponse, Health, Info, SearchResponse, request_models
 from service.searcher import Searcher
 from service.settings import Settings, load_settings
+from service.workbench import install_workbench
 
 logger = logging.getLogger("service")
 
@@ -237,6 +238,9 @@ def create_app(
     async def metrics() -> Response:
         body, content_type = state.metrics.exposition()
         return Response(body, media_type=content_type)
+
+    if settings.ui:
+        install_workbench(app)
 
     return app
 
