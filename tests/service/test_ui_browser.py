@@ -6,6 +6,7 @@ Regenerate the README screenshot (docs/images/workbench.png) with
 """
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support.browser import headless_chromium
 from tests.support.prefix_proxy import prefix_proxy
@@ -51,16 +53,12 @@ def browser():
 
 
 def open_page(driver, url: str) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
-
     driver.get(url)
     WebDriverWait(driver, 30).until(lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true")
 
 
 def run_search(driver, query: str, k: str, terms_a: str, terms_b: str, compare: bool = True) -> None:
     """Fill the form as a user would, submit, and wait until this search has rendered."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
     def fill(element_id_or_css: str, value: str, css: bool = False) -> None:
         element = driver.find_element("css selector" if css else "id", element_id_or_css)
         element.clear()
@@ -86,9 +84,9 @@ def api_search(base_url: str, **body) -> httpx.Response:
 
 
 def save_screenshot(driver, path: Path) -> None:
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(height + 20, 2400))
-    driver.save_screenshot(str(path))
+    """The whole page, not just the viewport (Chromium's DevTools capture beyond the viewport)."""
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    path.write_bytes(base64.b64decode(shot["data"]))
 
 
 def test_page_hits_equal_the_api_bars_sum_to_scores_and_differences_are_marked(browser, live_service, tmp_path):
@@ -177,3 +175,22 @@ def test_page_works_behind_a_path_prefix(browser, live_service):
     api = api_search(live_service, query=QUERY, k=3, query_max_terms=TERMS_A).json()
     assert [h["id"] for h in shown["hits"]] == [h["id"] for h in api["hits"]]
     assert "documents" in browser.find_element("id", "info").text  # GET info went through the prefix too
+
+
+def test_page_asks_for_the_api_key_when_the_api_answers_401(browser, live_service):
+    key = "test-key-for-the-workbench"
+    with prefix_proxy(live_service, "/splade", api_key=key) as base:
+        browser.get(base + "/")
+        panel = browser.find_element("id", "auth-panel")
+        WebDriverWait(browser, 30).until(lambda d: panel.is_displayed())
+        assert "missing or wrong API key" in browser.find_element("id", "info").text
+        browser.find_element("id", "api-key").send_keys(key)
+        browser.find_element("id", "save-key").click()
+        WebDriverWait(browser, 30).until(
+            lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == "true")
+        assert not panel.is_displayed()
+        assert browser.execute_script("return sessionStorage.getItem('splade-api-key')") == key
+        run_search(browser, QUERY, "3", str(TERMS_A), "", compare=False)
+        shown = browser.execute_script(READ_COLUMN, "a")
+        browser.execute_script("sessionStorage.clear()")
+    assert shown["state"] == "done" and len(shown["hits"]) == 3

@@ -1,9 +1,13 @@
 """A minimal reverse proxy that serves an upstream under a path prefix (as nginx `location /p/ {proxy_pass
-http://up/;}` does): `/p/x` -> upstream `/x`, `/p` -> 301 to `/p/`, anything else 404. For the test that the
-workbench works behind a prefix; single-purpose, not a general proxy."""
+http://up/;}` does): `/p/x` -> upstream `/x`, `/p` -> 301 to `/p/`, anything else 404.
+
+With `api_key`, the API routes (not the page and its assets) answer 401 in the service's error shape unless
+`Authorization: Bearer <api_key>` is sent, as a gateway in front of the service would. For the workbench
+tests; single-purpose, not a general proxy."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +18,7 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
                "server"}
 
 
-def _handler(prefix: str, upstream: str):
+def _handler(prefix: str, upstream: str, api_key: str | None):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):  # keep the test output quiet
             pass
@@ -29,10 +33,22 @@ def _handler(prefix: str, upstream: str):
             if not self.path.startswith(prefix + "/"):
                 self.send_error(404)
                 return
+            path = self.path[len(prefix):]
+            public = path == "/" or path.startswith("/ui/")
+            if api_key is not None and not public and self.headers.get("Authorization") != f"Bearer {api_key}":
+                body = json.dumps({"error": {"type": "unauthorized", "message": "missing or wrong API key",
+                                             "details": []}}).encode()
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("WWW-Authenticate", "Bearer")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
-            answer = httpx.request(self.command, upstream + self.path[len(prefix):], headers=headers,
+            answer = httpx.request(self.command, upstream + path, headers=headers,
                                    content=body, timeout=30)
             self.send_response(answer.status_code)
             for key, value in answer.headers.items():
@@ -49,9 +65,9 @@ def _handler(prefix: str, upstream: str):
 
 
 @contextlib.contextmanager
-def prefix_proxy(upstream: str, prefix: str = "/splade") -> Iterator[str]:
+def prefix_proxy(upstream: str, prefix: str = "/splade", api_key: str | None = None) -> Iterator[str]:
     """Yield the proxy's base URL (with the prefix, no trailing slash)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(prefix, upstream.rstrip("/")))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(prefix, upstream.rstrip("/"), api_key))
     thread = threading.Thread(target=server.serve_forever, name="prefix-proxy", daemon=True)
     thread.start()
     try:
