@@ -7,6 +7,7 @@ Regenerate the README screenshot (docs/images/workbench.png) with
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.support.browser import headless_chromium
 from tests.support.prefix_proxy import prefix_proxy
@@ -194,3 +195,42 @@ def test_page_asks_for_the_api_key_when_the_api_answers_401(browser, live_servic
         shown = browser.execute_script(READ_COLUMN, "a")
         browser.execute_script("sessionStorage.clear()")
     assert shown["state"] == "done" and len(shown["hits"]) == 3
+
+
+def test_scorer_and_mode_controls_appear_when_info_lists_them(browser, live_service):
+    """The contract with the engine refactor: `/info` will list `scorers` (and `modes`), and a search may carry
+    `scorer` / `mode`. Until the service has them, a proxy adds them to `/info` and takes them off requests."""
+    sent: list[dict] = []
+
+    def add_choices(path: str, body: bytes) -> bytes:
+        if path != "/info":
+            return body
+        info = json.loads(body)
+        info["scorers"] = {"default": "exact", "available": ["exact", "pruned"]}
+        info["modes"] = ["splade", "bm25", "hybrid"]
+        return json.dumps(info).encode()
+
+    def record_and_strip(path: str, body: bytes) -> bytes:
+        if path != "/search":
+            return body
+        request = json.loads(body)
+        sent.append(request)
+        return json.dumps({k: v for k, v in request.items() if k not in ("scorer", "mode")}).encode()
+
+    with prefix_proxy(live_service, edit_request=record_and_strip, edit_response=add_choices) as base:
+        open_page(browser, base + "/")
+        fieldset_b = 'fieldset[data-config="b"]'
+        assert browser.find_element("css selector", f"{fieldset_b} .scorer").is_displayed()
+        assert browser.find_element("css selector", f"{fieldset_b} .mode").is_displayed()
+        Select(browser.find_element("css selector", f"{fieldset_b} .scorer")).select_by_value("pruned")
+        Select(browser.find_element("css selector", f"{fieldset_b} .mode")).select_by_value("hybrid")
+        run_search(browser, QUERY, "3", str(TERMS_A), str(TERMS_A))
+    by_config = {(r["scorer"], r["mode"]) for r in sent}
+    assert by_config == {("exact", "splade"), ("pruned", "hybrid")}
+
+
+def test_scorer_and_mode_controls_are_hidden_when_info_lacks_them(browser, live_service):
+    open_page(browser, live_service + "/")
+    for control in ("scorer", "mode"):
+        for side in ("a", "b"):
+            assert not browser.find_element("css selector", f'fieldset[data-config="{side}"] .{control}').is_displayed()

@@ -2,14 +2,15 @@
 http://up/;}` does): `/p/x` -> upstream `/x`, `/p` -> 301 to `/p/`, anything else 404.
 
 With `api_key`, the API routes (not the page and its assets) answer 401 in the service's error shape unless
-`Authorization: Bearer <api_key>` is sent, as a gateway in front of the service would. For the workbench
-tests; single-purpose, not a general proxy."""
+`Authorization: Bearer <api_key>` is sent, as a gateway in front of the service would. `edit_request(path, body) -> body` and `edit_response(path, body) ->
+body` (bytes) let a test stand in for API features the service does not have yet. For the workbench tests;
+single-purpose, not a general proxy."""
 from __future__ import annotations
 
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -18,7 +19,11 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
                "server"}
 
 
-def _handler(prefix: str, upstream: str, api_key: str | None):
+Edit = Callable[[str, bytes], bytes]
+
+
+def _handler(prefix: str, upstream: str, api_key: str | None, edit_request: Edit | None,
+             edit_response: Edit | None):
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):  # keep the test output quiet
             pass
@@ -46,7 +51,9 @@ def _handler(prefix: str, upstream: str, api_key: str | None):
                 self.wfile.write(body)
                 return
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
+            body = self.rfile.read(length) if length else b""
+            if edit_request is not None:
+                body = edit_request(path, body)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | {"host"}}
             answer = httpx.request(self.command, upstream + path, headers=headers,
                                    content=body, timeout=30)
@@ -54,10 +61,11 @@ def _handler(prefix: str, upstream: str, api_key: str | None):
             for key, value in answer.headers.items():
                 if key.lower() not in _HOP_BY_HOP:
                     self.send_header(key, value)
-            self.send_header("Content-Length", str(len(answer.content)))
+            content = answer.content if edit_response is None else edit_response(path, answer.content)
+            self.send_header("Content-Length", str(len(content)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(answer.content)
+                self.wfile.write(content)
 
         do_GET = do_POST = do_HEAD = _forward
 
@@ -65,9 +73,10 @@ def _handler(prefix: str, upstream: str, api_key: str | None):
 
 
 @contextlib.contextmanager
-def prefix_proxy(upstream: str, prefix: str = "/splade", api_key: str | None = None) -> Iterator[str]:
+def prefix_proxy(upstream: str, prefix: str = "/splade", api_key: str | None = None,
+                 edit_request: Edit | None = None, edit_response: Edit | None = None) -> Iterator[str]:
     """Yield the proxy's base URL (with the prefix, no trailing slash)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(prefix, upstream.rstrip("/"), api_key))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(prefix, upstream.rstrip("/"), api_key, edit_request, edit_response))
     thread = threading.Thread(target=server.serve_forever, name="prefix-proxy", daemon=True)
     thread.start()
     try:
