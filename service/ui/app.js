@@ -47,7 +47,11 @@
   async function callApi(path, body) {
     const init = body === undefined
       ? { method: "GET", headers: authHeaders() }
-      : { method: "POST", headers: { "content-type": "application/json", ...authHeaders() }, body: JSON.stringify(body) };
+      : {
+        method: "POST",
+        headers: { "content-type": "application/json", ...authHeaders() },
+        body: JSON.stringify(body),
+      };
     let response;
     try {
       response = await fetch(new URL(path, document.baseURI), init);
@@ -119,8 +123,8 @@
     const model = info.model || {};
     const index = info.index || {};
     const counts = index.counts || {};
-    const name = (model.origin && model.origin.name) || (model.source && model.source.query && model.source.query.source)
-      || model.kind || "model";
+    const name = (model.origin && model.origin.name)
+      || (model.source && model.source.query && model.source.query.source) || model.kind || "model";
     const parts = [
       `model ${name}${model.kind ? ` (${model.kind})` : ""}`,
       counts.documents !== undefined ? `${Number(counts.documents).toLocaleString("en")} documents` : null,
@@ -225,7 +229,8 @@
       chip.dataset.token = token;
       chip.dataset.weight = String(weight);
       chip.dataset.expansion = String(expansion);
-      chip.title = `${expansion ? "added by the encoder (not in the query text)" : "in the query text"}; weight ${format(weight, 3)}`;
+      const origin = expansion ? "added by the encoder (not in the query text)" : "in the query text";
+      chip.title = `${origin}; weight ${format(weight, 3)}`;
       chip.style.setProperty("--strength", String(0.25 + 0.75 * (weight / heaviest)));
       chip.append(el("small", "", format(weight, 2)));
       return chip;

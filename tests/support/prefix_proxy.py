@@ -2,9 +2,9 @@
 http://up/;}` does): `/p/x` -> upstream `/x`, `/p` -> 301 to `/p/`, anything else 404.
 
 With `api_key`, the API routes (not the page and its assets) answer 401 in the service's error shape unless
-`Authorization: Bearer <api_key>` is sent, as a gateway in front of the service would. `edit_request(path, body) -> body` and `edit_response(path, body) ->
-body` (bytes) let a test stand in for API features the service does not have yet. For the workbench tests;
-single-purpose, not a general proxy."""
+`Authorization: Bearer <api_key>` is sent, as a gateway in front of the service would. `edit_request(path,
+body) -> body` and `edit_response(path, body) -> body` (bytes) let a test stand in for API features the
+service does not have yet. For the workbench tests; single-purpose, not a general proxy."""
 from __future__ import annotations
 
 import contextlib
@@ -76,7 +76,8 @@ def _handler(prefix: str, upstream: str, api_key: str | None, edit_request: Edit
 def prefix_proxy(upstream: str, prefix: str = "/splade", api_key: str | None = None,
                  edit_request: Edit | None = None, edit_response: Edit | None = None) -> Iterator[str]:
     """Yield the proxy's base URL (with the prefix, no trailing slash)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(prefix, upstream.rstrip("/"), api_key, edit_request, edit_response))
+    handler = _handler(prefix, upstream.rstrip("/"), api_key, edit_request, edit_response)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="prefix-proxy", daemon=True)
     thread.start()
     try:
