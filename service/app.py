@@ -32,6 +32,7 @@ from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
 from service.schemas import BatchSearchResponse, ErrorResponse, Health, Info, SearchResponse, request_models
 from service.settings import Settings, load_settings
+from service.workbench import install_workbench
 
 logger = logging.getLogger("service")
 
@@ -274,6 +275,9 @@ def create_app(
     async def metrics() -> Response:
         body, content_type = state.metrics.exposition()
         return Response(body, media_type=content_type)
+
+    if settings.ui:
+        install_workbench(app)
 
     return app
 

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Log level of the service and uvicorn."
     )
+    ui: bool = Field(
+        True,
+        description="Serve the relevance workbench (a static page that uses the public API) at `/`; false "
+        "turns it off (`/` answers 404).",
+    )
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> Settings:
