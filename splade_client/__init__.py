@@ -17,6 +17,7 @@ from splade_client.client import Client
 from splade_client.errors import (
     ApiError,
     InvalidRequestError,
+    NotFoundError,
     NotReadyError,
     QueueFullError,
     RequestTimeoutError,
@@ -37,6 +38,7 @@ __all__ = [
     "Hit",
     "Info",
     "InvalidRequestError",
+    "NotFoundError",
     "NotReadyError",
     "QueueFullError",
     "RequestTimeoutError",
