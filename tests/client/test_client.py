@@ -118,6 +118,10 @@ def test_a_refused_connection_is_retried_within_the_attempt_bound_then_raised():
     with Client(url, retry=RetryPolicy(max_attempts=3, backoff_initial_s=0.01)) as client:
         with pytest.raises(SpladeConnectionError) as caught:
             client.search("anything")
+        with pytest.raises(SpladeConnectionError):
+            client.ready()  # "not reachable" is not "not ready"
+        with pytest.raises(TimeoutError, match="not ready within"):
+            client.wait_until_ready(timeout_s=0.3, poll_s=0.05)
     assert caught.value.attempts == 3
     assert "gave up after 3 attempts" in str(caught.value) and "POST /search" in str(caught.value)
 
