@@ -1,4 +1,5 @@
-"""`python -m service`: read the settings (SPLADE_* variables), then serve them with uvicorn.
+"""`python -m service [--FLAG VALUE ...]`: read the settings (SPLADE_* variables, or the same as flags:
+`--help` lists them), then serve them with uvicorn.
 
 Exit codes: 0 after a normal shutdown, 2 for invalid settings, 1 when the model or index cannot be served
 (missing files, or an index built with another tokenizer); the reason is printed on stderr either way.
@@ -11,14 +12,16 @@ import sys
 
 import uvicorn
 
+from service.options import name_flags, overrides_from_argv
 from service.settings import SettingsError, load_settings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    overrides = overrides_from_argv(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
     except SettingsError as exc:
-        print(f"splade-serve: {exc}", file=sys.stderr)
+        print(f"splade-serve: {name_flags(str(exc), overrides)}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

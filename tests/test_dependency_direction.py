@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-OURS = {"storage", "models", "engine", "index_builder", "service", "evaluation", "load_tests", "bench", "tests"}
+OURS = {"storage", "models", "engine", "index_builder", "service", "evaluation", "load_tests", "bench", "tests",
+        "splade_client", "splade_cli"}
 # What each package may import of ours (itself always).
 ALLOWED = {
     "storage": set(),
@@ -21,12 +22,14 @@ ALLOWED = {
     "index_builder": {"storage", "models", "engine"},
     "service": {"storage", "models", "engine"},
     "evaluation": {"storage", "models", "engine"},
+    "splade_client": set(),  # HTTP only
 }
 FORBIDDEN_THIRD_PARTY = {
     "engine": {"fastapi", "starlette", "uvicorn", "torch", "transformers"},
     "storage": {"numpy", "fastapi", "torch"},
     "service": {"torch", "transformers"},
     "evaluation": {"fastapi", "torch", "transformers"},
+    "splade_client": {"numpy", "numba", "onnxruntime", "torch", "fastapi"},
 }
 
 

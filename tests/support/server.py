@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -23,9 +23,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_service(
-    model_dir: Path, index_dir: Path, extra_env: Mapping[str, str] | None = None, ready_timeout: float = 180
+    model_dir: Path, index_dir: Path, extra_env: Mapping[str, str] | None = None, ready_timeout: float = 180,
+    command: Sequence[str] = ("-m", "service"),
 ) -> Iterator[str]:
-    """Yield the base URL of a ready service; the process is stopped (and its log shown on failure) after."""
+    """Yield the base URL of a ready service; the process is stopped (and its log shown on failure) after.
+
+    `command` follows the interpreter: another entry point that serves (e.g. `-m splade_cli serve ...`).
+    """
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -38,7 +42,7 @@ def running_service(
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"splade-service-{port}.log"
     with open(log_path, "w+b") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *command], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
