@@ -53,6 +53,21 @@ class PartInfo(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class TunedConfig(_Strict):
+    """A scorer configuration measured on sample queries and named by what it achieves (e.g. `recall99_k10`)."""
+
+    scorer: str
+    options: dict[str, float] = Field(default_factory=dict)
+    k: int = Field(ge=1)
+    target_recall: float = Field(gt=0, le=1)
+    measured_recall: float = Field(ge=0, le=1)
+    queries: int = Field(ge=1)
+    mean_ms: float | None = None
+    p99_ms: float | None = None
+    exact_mean_ms: float | None = None
+    tuned_at: str = ""
+
+
 class IndexManifest(_Strict):
     format_version: int
     vocab_size: int = Field(ge=1)
@@ -62,7 +77,8 @@ class IndexManifest(_Strict):
     files: dict[str, FileEntry]
     document_store: bool = False
     parts: dict[str, PartInfo] = Field(default_factory=dict)
-    default_scorer: str = DEFAULT_SCORER
+    default_scorer: str = DEFAULT_SCORER  # a scorer name or the name of one of `configs`
+    configs: dict[str, TunedConfig] = Field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -230,7 +230,7 @@ class Searcher:
             raise InvalidQueryError("query", f"term ids must be in [0, {index.vocab_size})", index.vocab_size)
         if not np.all(np.isfinite(query.weights)) or (len(query) and query.weights.min() < 0):
             raise InvalidQueryError("query", "weights must be finite and >= 0", 0)
-        top, scorer = snapshot.search(query, k, options.scorer, options.scorer_options)
+        top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options)
         ids = index.external_ids(top.doc_numbers)
         hits = []
         for doc, doc_id, score in zip(top.doc_numbers.tolist(), ids, top.scores.tolist()):
@@ -242,7 +242,7 @@ class Searcher:
             if options.explain:
                 hit.contributions = self.contributions(index, doc, query)
             hits.append(hit)
-        return ScoredQuery(hits, scorer.name, dict(top.stats), time.perf_counter() - started)
+        return ScoredQuery(hits, served_by, dict(top.stats), time.perf_counter() - started)
 
     def contributions(self, index: InvertedIndex, doc_number: int, query: SparseQuery) -> dict[str, float]:
         """Per query term, its part of the document's score (only the terms the document contains)."""
@@ -301,5 +301,5 @@ class Searcher:
         """Compile/load every available scorer and run the encoder once, so the first request is not slow."""
         self.search("warm up", k=10)
         with self.acquire() as snapshot:
-            for name in snapshot.available_scorers:
+            for name in snapshot.choices:
                 self.score(snapshot, SparseQuery.empty(), SearchOptions(k=1, scorer=name))

@@ -20,7 +20,7 @@ from engine.scorers.base import Scorer, TopK
 
 class Snapshot:
     def __init__(self, index: InvertedIndex, default_scorer: str, generation: int = 0) -> None:
-        scorers.scorer_class(default_scorer, index)  # fail now, not on the first request
+        scorers.resolve(default_scorer, index)  # fail now, not on the first request
         self.index = index
         self.default_scorer = default_scorer
         self.generation = generation
@@ -33,19 +33,31 @@ class Snapshot:
 
     @property
     def available_scorers(self) -> list[str]:
+        """Scorer names this index serves (without the tuned configurations: see `choices`)."""
         return scorers.available(self.index)
 
+    @property
+    def choices(self) -> list[str]:
+        """Every name a request may give as `scorer`: servable scorers and tuned configurations."""
+        return scorers.choices(self.index)
+
     def scorer(self, name: str | None = None) -> Scorer:
-        """The scorer `name` (default: the snapshot's) bound to this index; InvalidQueryError if not served."""
-        name = name or self.default_scorer
-        bound = self._bound.get(name)
+        """The scorer behind `name` (a scorer or a tuned configuration; default: the snapshot's), bound to this
+        index; InvalidQueryError if the index cannot serve it."""
+        cls, _ = scorers.resolve(name or self.default_scorer, self.index)
+        bound = self._bound.get(cls.name)
         if bound is None:
-            cls = scorers.scorer_class(name, self.index)
             with self._bind_lock:
-                bound = self._bound.get(name)
+                bound = self._bound.get(cls.name)
                 if bound is None:
-                    bound = self._bound[name] = cls.for_index(self.index)
+                    bound = self._bound[cls.name] = cls.for_index(self.index)
         return bound
+
+    def options(self, name: str | None = None, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The options a search with `name` runs with: the scorer's defaults, then the configuration's, then the
+        request's own (each checked against its limits)."""
+        cls, configured = scorers.resolve(name or self.default_scorer, self.index)
+        return cls.resolve_options({**configured, **(given or {})})
 
     def scratch(self, scorer: Scorer) -> Any:
         """This thread's scratch for `scorer` (made on first use, reused by every later search of the thread)."""
@@ -58,10 +70,20 @@ class Snapshot:
         return scratch
 
     def search(self, query: SparseQuery, k: int, scorer: str | None = None,
-               options: Mapping[str, Any] | None = None) -> tuple[TopK, Scorer]:
-        bound = self.scorer(scorer)
-        resolved = bound.resolve_options(options)
-        return bound.search(query, k, self.scratch(bound), resolved), bound
+               options: Mapping[str, Any] | None = None) -> tuple[TopK, str]:
+        """The top-k and the name it was served by (the scorer or configuration asked for, or the default)."""
+        name = scorer or self.default_scorer
+        bound = self.scorer(name)
+        return bound.search(query, k, self.scratch(bound), self.options(name, options)), name
+
+    @contextlib.contextmanager
+    def retained(self) -> Iterator[Snapshot]:
+        """Keep this snapshot's index open beyond the request that acquired it (background re-scoring)."""
+        self._enter()
+        try:
+            yield self
+        finally:
+            self._leave()
 
     # -- reference counting: the index is closed once retired and unused --
     def _enter(self) -> None:

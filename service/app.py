@@ -256,7 +256,7 @@ def create_app(
         pipeline = state.require_pipeline()
         encoder = pipeline.searcher.encoder
         with pipeline.searcher.acquire() as snapshot:
-            available = snapshot.available_scorers
+            servable = snapshot.available_scorers
             return _json(
                 {
                     "model": encoder.manifest,
@@ -264,8 +264,10 @@ def create_app(
                     "provider": encoder.provider,
                     "scorers": {
                         "default": snapshot.default_scorer,
-                        "available": available,
-                        "details": {name: engine_scorers.registered()[name].describe() for name in available},
+                        "available": snapshot.choices,
+                        "details": {name: engine_scorers.registered()[name].describe() for name in servable},
+                        "configs": {name: config.model_dump(mode="json")
+                                    for name, config in snapshot.index.typed_manifest.configs.items()},
                     },
                     "settings": settings.public_dict(),
                 }

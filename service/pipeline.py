@@ -170,6 +170,7 @@ class QueryPipeline:
 def _check_scorer(snapshot: Snapshot, p: PreparedQuery) -> None:
     """The requested scorer is served by this snapshot's index and its options are within their limits."""
     try:
-        snapshot.scorer(p.options.scorer).resolve_options(p.options.scorer_options)
+        snapshot.scorer(p.options.scorer)
+        snapshot.options(p.options.scorer, p.options.scorer_options)
     except InvalidQueryError as exc:
         raise InvalidQueryError(p.field_prefix + exc.field, exc.message, exc.limit) from None

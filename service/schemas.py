@@ -176,6 +176,7 @@ class ScorersInfo(BaseModel):
     default: str
     available: list[str]
     details: dict[str, dict]
+    configs: dict[str, dict]
 
 
 class Info(BaseModel):

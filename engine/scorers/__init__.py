@@ -2,6 +2,8 @@
 the scorers whose required parts the index has."""
 from __future__ import annotations
 
+from typing import Any
+
 from engine.errors import InvalidQueryError
 from engine.index_format import InvertedIndex
 from engine.scorers.base import OptionSpec, Scorer, TopK
@@ -33,17 +35,38 @@ def available(index: InvertedIndex) -> list[str]:
     return sorted(name for name, cls in _REGISTRY.items() if cls.requires <= set(index.parts))
 
 
+def choices(index: InvertedIndex) -> list[str]:
+    """What a request may name as `scorer` on this index: its servable scorers and its tuned configurations."""
+    servable = available(index)
+    tuned = [name for name, config in index.typed_manifest.configs.items() if config.scorer in servable]
+    return servable + sorted(tuned)
+
+
+def resolve(name: str, index: InvertedIndex, field: str = "scorer") -> tuple[type[Scorer], dict[str, Any]]:
+    """A scorer or tuned-configuration name -> (scorer class, the configuration's options); InvalidQueryError
+    naming `field` and the allowed values when the index cannot serve it."""
+    config = index.typed_manifest.configs.get(name)
+    if config is not None and name not in _REGISTRY:
+        cls = _REGISTRY.get(config.scorer)
+        if cls is not None and config.scorer in available(index):
+            return cls, dict(config.options)
+        allowed = choices(index)
+        raise InvalidQueryError(field, f"configuration {name!r} needs scorer {config.scorer!r}, which this index "
+                                       f"cannot serve; it serves {allowed}", allowed)
+    return scorer_class(name, index, field), {}
+
+
 def scorer_class(name: str, index: InvertedIndex, field: str = "scorer") -> type[Scorer]:
     """The class registered as `name`, if `index` can serve it; else InvalidQueryError naming the choices."""
-    choices = available(index)
     cls = _REGISTRY.get(name)
-    if cls is None or name not in choices:
+    if cls is None or name not in available(index):
+        allowed = choices(index)
         why = "unknown scorer" if cls is None else f"the index lacks the parts it needs ({sorted(cls.requires)})"
-        raise InvalidQueryError(field, f"{why}: {name!r}; this index serves {choices}", choices)
+        raise InvalidQueryError(field, f"{why}: {name!r}; this index serves {allowed}", allowed)
     return cls
 
 
 register(ExactScorer)
 
-__all__ = ["ExactScorer", "OptionSpec", "Scorer", "TopK", "available", "register", "registered", "scorer_class",
-           "unregister"]
+__all__ = ["ExactScorer", "OptionSpec", "Scorer", "TopK", "available", "choices", "register", "registered",
+           "resolve", "scorer_class", "unregister"]
