@@ -79,18 +79,19 @@ class Snapshot:
     @contextlib.contextmanager
     def retained(self) -> Iterator[Snapshot]:
         """Keep this snapshot's index open beyond the request that acquired it (background re-scoring)."""
-        self._enter()
+        self.retain()
         try:
             yield self
         finally:
-            self._leave()
+            self.release()
 
     # -- reference counting: the index is closed once retired and unused --
-    def _enter(self) -> None:
+    def retain(self) -> None:
+        """One more user of this snapshot (a search, or a background re-scoring); pair with `release`."""
         with self._refs_lock:
             self._refs += 1
 
-    def _leave(self) -> None:
+    def release(self) -> None:
         with self._refs_lock:
             self._refs -= 1
             close = self._retired and self._refs == 0
@@ -129,11 +130,11 @@ class ServedIndex:
     def acquire(self) -> Iterator[Snapshot]:
         with self._lock:
             snapshot = self._current
-            snapshot._enter()
+            snapshot.retain()
         try:
             yield snapshot
         finally:
-            snapshot._leave()
+            snapshot.release()
 
     def swap(self, index: InvertedIndex) -> Snapshot:
         """Serve `index` from now on; the previous snapshot closes when its last search ends."""

@@ -48,12 +48,22 @@ class ServiceMetrics:
         )
         self.index_documents = Gauge("splade_index_documents", "Documents in the served index.", registry=r)
         self.index_postings = Gauge("splade_index_postings", "Postings in the served index.", registry=r)
+        self.recall = Gauge(
+            "splade_recall_at_k", "Recall@k of the served approximate scorer against exact re-scoring of sampled "
+            "live queries (mean over the recent window).", ("scorer",), registry=r,
+        )
+        self.recall_samples = Counter(
+            "splade_recall_samples", "Live queries sampled for exact re-scoring, by outcome.", ("outcome",), registry=r,
+        )
+        self.recall_queue = Gauge("splade_recall_queue", "Sampled queries waiting for exact re-scoring.", registry=r)
         self.model_info = Info("splade_model", "Served model, its kind, execution provider and index.", registry=r)
         # Pre-create the label sets so dashboards see zeros rather than missing series.
         for stage in STAGES:
             self.stage_duration.labels(stage=stage)
         for reason in ("queue_full", "timeout"):
             self.rejected.labels(reason=reason)
+        for outcome in ("scored", "dropped", "failed"):
+            self.recall_samples.labels(outcome=outcome)
 
     def observe_stages(self, times: StageTimes) -> None:
         for stage in STAGES:

@@ -22,6 +22,7 @@ from engine import (DeadlineExceededError, InvalidQueryError, OverloadedError, S
                     Snapshot, SparseQuery, StageTimes)
 from service.batching import Batched, DeadlineExceeded, MicroBatcher, QueueFull
 from service.metrics import ServiceMetrics
+from service.recall_monitor import RecallMonitor
 from service.settings import Settings
 
 
@@ -61,12 +62,16 @@ class QueryPipeline:
             executor=self._encode_pool,
             on_batch=metrics.encoder_batch_size.observe,
         )
+        self.recall_monitor = RecallMonitor(searcher, metrics, settings.recall_sample_rate,
+                                            settings.recall_queue_limit, settings.recall_window)
 
     def start(self) -> None:
         self._batcher.start()
+        self.recall_monitor.start()
 
     async def stop(self) -> None:
         await self._batcher.stop()
+        self.recall_monitor.stop()
         self._encode_pool.shutdown(wait=False, cancel_futures=True)
         self._score_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -142,6 +147,7 @@ class QueryPipeline:
             self.metrics.observe_stages(p.times)
             self.metrics.query_terms.observe(len(sparse))
             self.metrics.postings_traversed.observe(outcome.postings_traversed)
+            self.recall_monitor.offer(p.snapshot, sparse, p.options.k, outcome)
             terms = self.searcher.query_terms(sparse) if p.options.explain else None
             results.append(SearchResult(sparse, outcome.hits, outcome.scorer, outcome.stats, p.times, terms))
         return results

@@ -56,6 +56,19 @@ class Settings(BaseSettings):
         description="Scorer used when a request names none; unset = the one the index manifest names "
         "(`exact` for every index today). Must be a scorer the index can serve.",
     )
+    recall_sample_rate: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Fraction of queries answered by an approximate scorer that are re-scored exactly in the "
+        "background to measure its recall (gauge `splade_recall_at_k`); 0 turns the monitor off.",
+    )
+    recall_queue_limit: int = Field(
+        64, ge=1, le=100_000, description="Sampled queries waiting for re-scoring; more are dropped (and counted)."
+    )
+    recall_window: int = Field(
+        200, ge=1, le=1_000_000, description="Samples the recall gauge averages over (the most recent ones)."
+    )
     default_k: int = Field(10, ge=1, description="Hits returned when a request gives no `k`.")
     max_k: int = Field(1000, ge=1, le=100_000, description="Largest `k` a request may ask for.")
     max_query_terms: int = Field(
