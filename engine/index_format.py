@@ -207,8 +207,9 @@ def atomic_index_dir(target: str | os.PathLike) -> Iterator[Path]:
 PartWriter = Callable[[InvertedIndex, Path], tuple[str, PartInfo]]
 
 
-def add_parts(index_dir: str | os.PathLike, writers: list[PartWriter]) -> dict[str, Any]:
-    """Add (or rebuild) optional parts of an existing index, atomically.
+def add_parts(index_dir: str | os.PathLike, writers: list[PartWriter],
+              manifest_updates: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Add (or rebuild) optional parts of an existing index, and/or update manifest keys, atomically.
 
     The existing files are hard-linked into a staging directory (no copy; they are never written in place),
     each writer gets the opened index and the staging directory, writes its files there and returns
@@ -232,5 +233,6 @@ def add_parts(index_dir: str | os.PathLike, writers: list[PartWriter]) -> dict[s
                 raise IndexFormatError(f"part {name!r}: a file it lists was not written")
         manifest = dict(index.manifest)
         manifest["parts"] = parts
+        manifest.update(manifest_updates or {})
         index.close()
         return write_manifest(staged, manifest)

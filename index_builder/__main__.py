@@ -1,12 +1,12 @@
-"""`python -m index_builder {build,encode,verify}`: each verb lives in its own module."""
+"""`python -m index_builder {build,encode,verify,add-parts,tune}`: each verb lives in its own module."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from index_builder import build, encode, verify
+from index_builder import build, encode, scorer_parts, tune, verify
 from index_builder.corpus import CorpusError
-from engine.errors import IndexFormatError
+from engine.errors import EngineError
 from engine.impacts import QuantizationRangeError
 from models.errors import ModelError
 
@@ -14,6 +14,8 @@ VERBS = {
     "build": (build, "build an index from a corpus (text or pre-encoded vectors)"),
     "encode": (encode, "encode a corpus into a vectors JSONL file"),
     "verify": (verify, "open and validate an index"),
+    "add-parts": (scorer_parts, "build the optional index parts a scorer needs (atomically)"),
+    "tune": (tune, "record the fastest approximate-scorer configuration that meets a recall target"),
 }
 
 
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return VERBS[args.verb][0].run(args)
-    except (CorpusError, IndexFormatError, QuantizationRangeError, ModelError, ValueError, OSError) as exc:
+    except (CorpusError, EngineError, QuantizationRangeError, ModelError, ValueError, OSError) as exc:
         # Known input problems: one clear line, no traceback.
         print(f"error: {exc}", file=sys.stderr)
         return 2

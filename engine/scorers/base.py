@@ -72,6 +72,11 @@ class Scorer(abc.ABC):
         return cls(index)
 
     @classmethod
+    def tuning_grid(cls) -> list[dict[str, Any]]:
+        """Candidate option sets for `tune`, cheapest first (an exact scorer has nothing to tune)."""
+        return [{}]
+
+    @classmethod
     def part_writers(cls, params: Mapping[str, Any] | None = None) -> list[PartWriter]:
         """Writers of the optional parts this scorer requires (for engine.index_format.add_parts)."""
         return []

@@ -1,0 +1,92 @@
+"""Automatic tuning: the fastest configuration of an approximate scorer that meets a recall target.
+
+Candidates come from the scorer (`Scorer.tuning_grid()`); each is measured on sample queries against the exact
+scorer (recall@k of the exact top-k) and timed on one thread. The fastest one whose mean recall meets the
+target wins; it is then re-measured on held-out queries, so the recorded figure is not the one it was chosen on.
+The result is data: a `TunedConfig` named by what it achieves (`recall99_k10`), stored in the index manifest.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from engine.errors import EngineError
+from engine.index_format import InvertedIndex
+from engine.manifest import TunedConfig
+from engine.query import SparseQuery
+from engine.scorers import ExactScorer, Scorer
+
+
+class TuningError(EngineError):
+    """No candidate reached the target; the message names the best recall found."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    options: dict[str, Any]
+    recall: float
+    mean_ms: float
+    p99_ms: float
+
+
+def config_name(target_recall: float, k: int) -> str:
+    """recall99_k10 for (0.99, 10); recall995_k1000 for (0.995, 1000)."""
+    digits = f"{target_recall:.4f}".split(".")[1].rstrip("0") or "0"
+    return f"recall{digits}_k{k}"
+
+
+def exact_top(index: InvertedIndex, queries: list[SparseQuery], k: int) -> list[set[int]]:
+    exact = ExactScorer.for_index(index)
+    scratch = exact.new_scratch()
+    return [set(exact.search(q, k, scratch, {}).doc_numbers.tolist()) for q in queries]
+
+
+def measure(scorer: Scorer, queries: list[SparseQuery], wanted: list[set[int]], k: int,
+            options: dict[str, Any]) -> Measurement:
+    scratch = scorer.new_scratch()
+    resolved = type(scorer).resolve_options(options)
+    scorer.search(queries[0], k, scratch, resolved)  # JIT and page warm-up, not timed
+    recalls, times = [], []
+    for query, want in zip(queries, wanted):
+        t0 = time.perf_counter()
+        top = scorer.search(query, k, scratch, resolved)
+        times.append(time.perf_counter() - t0)
+        if want:
+            recalls.append(len(want & set(top.doc_numbers.tolist())) / len(want))
+    ms = np.array(times) * 1000
+    return Measurement(dict(options), float(np.mean(recalls)) if recalls else 1.0, float(ms.mean()),
+                       float(np.percentile(ms, 99)))
+
+
+def tune(index: InvertedIndex, scorer_cls: type[Scorer], tuning: list[SparseQuery], held_out: list[SparseQuery],
+         k: int, target_recall: float, progress=None) -> tuple[TunedConfig, list[Measurement]]:
+    """The fastest candidate meeting `target_recall` on `tuning`, re-measured on `held_out` (TuningError if none)."""
+    if scorer_cls.safe:
+        raise TuningError(f"scorer {scorer_cls.name!r} is exact: there is nothing to tune")
+    if not tuning or not held_out:
+        raise TuningError("tuning needs sample queries for both the choice and the held-out check")
+    scorer = scorer_cls.for_index(index)
+    wanted = exact_top(index, tuning, k)
+    measured = []
+    for options in scorer_cls.tuning_grid():
+        measured.append(measure(scorer, tuning, wanted, k, options))
+        if progress is not None:
+            progress(measured[-1])
+    passing = [m for m in measured if m.recall >= target_recall]
+    if not passing:
+        best = max(measured, key=lambda m: m.recall)
+        raise TuningError(f"no configuration of {scorer_cls.name!r} reaches recall@{k} {target_recall} on "
+                          f"{len(tuning)} queries; the best found is {best.recall:.4f} with {best.options}")
+    chosen = min(passing, key=lambda m: m.mean_ms)
+    check = measure(scorer, held_out, exact_top(index, held_out, k), k, chosen.options)
+    exact = measure(ExactScorer.for_index(index), held_out, exact_top(index, held_out, k), k, {})
+    config = TunedConfig(scorer=scorer_cls.name, options=chosen.options, k=k, target_recall=target_recall,
+                         measured_recall=round(check.recall, 6), queries=len(held_out),
+                         mean_ms=round(check.mean_ms, 4), p99_ms=round(check.p99_ms, 4),
+                         exact_mean_ms=round(exact.mean_ms, 4),
+                         tuned_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return config, measured

@@ -1,0 +1,49 @@
+r"""`python -m index_builder add-parts --index DIR --scorer NAME`: build the optional parts a scorer needs.
+
+    python -m index_builder add-parts --index data/indexes/scifact --scorer clustered [--param n_postings=4000]
+
+The parts are written beside the existing files and the directory is replaced atomically (the unchanged files
+are hard-linked, never rewritten); a build that dies leaves the index as it was. Parameters are the scorer's
+build-time knobs (`--param NAME=VALUE`, repeatable; see docs/index.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from engine import scorers
+from engine.index_format import add_parts, open_index
+
+
+def parse_param(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, float(value) if "." in value or "e" in value.lower() else int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a number") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", required=True, type=Path, help="index directory")
+    parser.add_argument("--scorer", required=True, help=f"scorer whose parts to build ({sorted(scorers.registered())})")
+    parser.add_argument("--param", action="append", type=parse_param, default=[], metavar="NAME=VALUE",
+                        help="build-time parameter of the scorer's parts (repeatable)")
+    parser.add_argument("--set-default", action="store_true", help="also make the scorer the index's default")
+
+
+def run(args: argparse.Namespace) -> int:
+    cls = scorers.registered().get(args.scorer)
+    if cls is None:
+        raise ValueError(f"--scorer: unknown scorer {args.scorer!r} (registered: {sorted(scorers.registered())})")
+    open_index(args.index)  # a clear error for a missing or broken index before any work
+    writers = cls.part_writers(dict(args.param))
+    if not writers and not args.set_default:
+        print(f"{args.scorer} needs no optional part; nothing to do")
+        return 0
+    manifest = add_parts(args.index, writers, {"default_scorer": args.scorer} if args.set_default else None)
+    print(f"{args.index}: parts {json.dumps({n: p['params'] for n, p in manifest['parts'].items()}, sort_keys=True)}"
+          f"; default scorer {manifest['default_scorer']}")
+    return 0
