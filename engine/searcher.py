@@ -166,6 +166,12 @@ class Searcher:
         """Context manager: the snapshot one search uses from start to end."""
         return self.served.acquire()
 
+    def swap_index(self, index: InvertedIndex) -> Snapshot:
+        """Serve `index` from the next search on (it must share the encoder's vocabulary; the snapshot rule
+        keeps running searches on the index they started with)."""
+        check_compatible(index, self.encoder)
+        return self.served.swap(index)
+
     # -- stages ----------------------------------------------------------------------------------------------
     def resolve_max_terms(self, requested: int | None) -> int | None:
         """A request's query pruning: at most the searcher's limit (InvalidQueryError naming the limit if above)."""

@@ -152,7 +152,7 @@ def test_search_batch_equals_single_searches(searcher):
         assert [(h.id, h.score) for h in got.hits] == [(h.id, h.score) for h in want.hits]
 
 
-def test_index_from_another_vocabulary_is_refused(tmp_path, encoder):
+def test_index_from_another_vocabulary_is_refused(tmp_path, encoder, small_index_dir):
     rng = np.random.default_rng(0)
     indptr = np.array([0, 3], dtype=np.int64)
     build_index_from_csr(tmp_path / "other", indptr, np.array([1, 5, 9]), rng.random(3, dtype=np.float32) + 0.1,
@@ -163,6 +163,10 @@ def test_index_from_another_vocabulary_is_refused(tmp_path, encoder):
                          vocab_size=100, tokenizer_sha256=encoder.tokenizer_sha256)
     with pytest.raises(IncompatibleArtifactsError, match="vocab_size 100 \\(index\\) != 30522"):
         Searcher(open_index(tmp_path / "small"), encoder)
+    served = Searcher(open_index(small_index_dir), encoder)
+    with pytest.raises(IncompatibleArtifactsError, match="vocab_size 100"):
+        served.swap_index(open_index(tmp_path / "small"))
+    assert served.served.current.generation == 0  # refused: the old index keeps serving
 
 
 def test_unknown_scorer_and_options_name_the_field(searcher):
@@ -195,7 +199,7 @@ def test_a_search_keeps_its_snapshot_across_a_swap(small_index_dir, encoder, tmp
                          tokenizer_sha256=first.tokenizer_sha256,
                          ids=[first.external_id(int(d)) for d in keep])
     with searcher.acquire() as held:
-        swapped = searcher.served.swap(open_index(tmp_path / "half"))
+        swapped = searcher.swap_index(open_index(tmp_path / "half"))
         assert swapped.generation == held.generation + 1 and held.in_use == 1
         during = searcher.score(held, query, SearchOptions(k=5))  # still the old index
         assert [(h.id, h.score) for h in during.hits] == [(h.id, h.score) for h in before.hits]
