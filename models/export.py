@@ -154,6 +154,7 @@ def export_artifact(
             parity["query"] = {"lookup": True, "non_zero_terms": int(np.count_nonzero(table))}
         else:
             if query is doc:
+                # (a graph with external data refers to doc.onnx.data by name: the copy shares that file)
                 shutil.copyfile(staging / artifact.DOC_ONNX, staging / artifact.QUERY_ONNX)
             else:
                 export_encoder_onnx(query.pooling(), staging / artifact.QUERY_ONNX, opset)

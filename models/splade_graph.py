@@ -10,13 +10,17 @@ projection's input rows at padded positions are replaced by the row of the first
 """
 from __future__ import annotations
 
+import tempfile
 import warnings
+from pathlib import Path
 
 import onnx
 import torch
 from onnx import TensorProto, helper
 
 DENSE_OUTPUT = "dense_weights"
+# Graphs whose weights reach this size are saved with external data (protobuf cannot serialize 2 GB).
+EXTERNAL_DATA_BYTES = 1_900_000_000
 
 
 class MaxPooledProjection(torch.nn.Module):
@@ -118,14 +122,17 @@ def export_encoder_onnx(pooling: torch.nn.Module, path, opset: int = 17) -> None
     input_ids = torch.full((2, 8), 5, dtype=torch.long)
     attention_mask = torch.ones((2, 8), dtype=torch.long)
     attention_mask[1, 5:] = 0
+    path = Path(path)
     # The tracer warns about shape-dependent Python branches in transformers' mask code and deprecated exporter
     # internals; the export is checked by the parity measurement instead, so the warnings are noise here.
-    with torch.no_grad(), warnings.catch_warnings():
+    # Traced into a scratch directory: above 2 GB torch writes one external file per weight next to the graph.
+    with torch.no_grad(), warnings.catch_warnings(), tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         warnings.simplefilter("ignore")
+        traced = Path(scratch) / "traced.onnx"
         torch.onnx.export(
             pooling,
             (input_ids, attention_mask),
-            str(path),
+            str(traced),
             input_names=["input_ids", "attention_mask"],
             output_names=[DENSE_OUTPUT],
             dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
@@ -134,6 +141,25 @@ def export_encoder_onnx(pooling: torch.nn.Module, path, opset: int = 17) -> None
             do_constant_folding=True,
             dynamo=False,
         )
-    model = append_top_k(onnx.load(str(path)))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+        model = append_top_k(onnx.load(str(traced)))
+        save_graph(model, path)
+
+
+def weight_bytes(model: onnx.ModelProto) -> int:
+    return sum(len(tensor.raw_data) for tensor in model.graph.initializer)
+
+
+def save_graph(model: onnx.ModelProto, path: Path) -> None:
+    """One file when it fits protobuf's 2 GB limit (SPLADE-Tiny: 33 MB); else the graph plus all its weights in
+    one `<name>.data` file beside it (Qwen3-0.6B in float32: 2.4 GB), which ONNX Runtime loads from there."""
+    if weight_bytes(model) < EXTERNAL_DATA_BYTES:
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+        return
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=external_data_name(path), size_threshold=1024)
+    onnx.checker.check_model(str(path))  # by path: the checker cannot hold a model over 2 GB in memory
+
+
+def external_data_name(path: Path) -> str:
+    return Path(path).name + ".data"
