@@ -55,13 +55,14 @@ def save_tokenizer(tokenizer: Tokenizer, out: Path) -> None:
 
 
 def tiny_bert_mlm(out: Path, vocab_size: int, seed: int, *, with_head: bool = True,
-                  tokenizer_vocab_size: int | None = None, max_positions: int = 64) -> Path:
+                  tokenizer_vocab_size: int | None = None, max_positions: int = 64, hidden_size: int = 32) -> Path:
     """A randomly initialised BertForMaskedLM (or BertModel without head) saved with its tokenizer."""
     from transformers import BertConfig, BertForMaskedLM, BertModel
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
         max_position_embeddings=max_positions, pad_token_id=0,
     )
     model = (BertForMaskedLM if with_head else BertModel)(config)
