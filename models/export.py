@@ -5,6 +5,7 @@ Imports torch and transformers; the service never imports this module.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from tokenizers import Tokenizer
 
 from models import artifact
 from models.checkpoints import Checkpoint, load_checkpoint
+from models.decoder import DecoderOptions
 from models.errors import CheckpointError
 from models.parity import measure_export_parity, measure_onnx_pair
 from models.quantization import quantize_int8
@@ -35,8 +37,20 @@ def _check_lengths(query_max_length: int, doc_max_length: int, checkpoints: list
             raise CheckpointError(f"{name} must be >= 2 tokens (room for the special tokens), got {value}")
         for checkpoint in checkpoints:
             limit = checkpoint.max_position_embeddings
+            echo = checkpoint.decoder is not None and checkpoint.decoder.echo
+            if echo and limit is not None and 2 * value > limit:
+                raise CheckpointError(
+                    f"echo repeats the text: {name} {value} needs {2 * value} positions but {checkpoint.source} "
+                    f"has a position limit of {limit} tokens (use a {name} <= {checkpoint.input_limit} or no echo)"
+                )
             if limit is not None and value > limit:
                 raise CheckpointError(f"{name} {value} exceeds {checkpoint.source}'s position limit of {limit} tokens")
+            window = checkpoint.sliding_window
+            if window is not None and value * (2 if echo else 1) > window:
+                raise CheckpointError(
+                    f"{name} {value}{' with echo' if echo else ''} exceeds {checkpoint.source}'s sliding attention "
+                    f"window of {window} tokens, which the exported graph does not implement"
+                )
 
 
 def _versions() -> dict[str, str]:
@@ -49,17 +63,18 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}
 
 
-def _load_sources(kind, model, query_model, doc_model, query_weights, revision):
+def _load_sources(kind, model, query_model, doc_model, query_weights, revision, backbone, decoder_options):
     """(query checkpoint or None, document checkpoint, query weight table or None) for `kind`, validated."""
+    load = functools.partial(load_checkpoint, backbone=backbone, decoder_options=decoder_options)
     table = None
     if kind == "siamese":
         if not model:
             raise CheckpointError("kind=siamese needs --model (a checkpoint directory or hub id)")
-        doc = query = load_checkpoint(model, revision)
+        doc = query = load(model, revision)
     elif kind == "separate":
         if not (query_model and doc_model):
             raise CheckpointError("kind=separate needs both --query-model and --doc-model")
-        query, doc = load_checkpoint(query_model, revision), load_checkpoint(doc_model, revision)
+        query, doc = load(query_model, revision), load(doc_model, revision)
         if query.tokenizer.to_str() != doc.tokenizer.to_str():
             raise CheckpointError(
                 f"the query checkpoint {query_model} and the document checkpoint {doc_model} use different "
@@ -68,7 +83,7 @@ def _load_sources(kind, model, query_model, doc_model, query_weights, revision):
     elif kind == "inference-free":
         if not (doc_model and query_weights):
             raise CheckpointError("kind=inference-free needs --doc-model and --query-weights (an idf.json table)")
-        doc, query = load_checkpoint(doc_model, revision), None
+        doc, query = load(doc_model, revision), None
         # Checked before any export work, so a bad table fails in seconds.
         table = read_weight_table(query_weights, doc.tokenizer, doc.vocab_size, doc.special_token_ids)
     else:
@@ -106,14 +121,17 @@ def export_artifact(
     int8: bool = False,
     origin: dict[str, Any] | None = None,
     source_label: str | None = None,
+    backbone: str = "auto",
+    decoder_options: DecoderOptions = DecoderOptions(),
 ) -> dict[str, Any]:
     """Write the artifact atomically to `out` and return its manifest.
 
     `origin` records where a fetched checkpoint came from; `source_label` replaces a temporary source path
-    in the manifest with that name.
+    in the manifest with that name. `backbone` and `decoder_options`: see models.checkpoints.load_checkpoint.
     """
     artifact.check_replaceable(out)  # before minutes of work, not after
-    query, doc, table = _load_sources(kind, model, query_model, doc_model, query_weights, revision)
+    query, doc, table = _load_sources(kind, model, query_model, doc_model, query_weights, revision, backbone,
+                                      decoder_options)
     checkpoints = [doc] + ([query] if query is not None and query is not doc else [])
     _check_lengths(query_max_length, doc_max_length, checkpoints)
 
@@ -125,9 +143,10 @@ def export_artifact(
     quantization: dict[str, Any] | None = None
     with artifact.atomic_directory(out) as staging:
         doc.tokenizer.save(str(staging / artifact.TOKENIZER))
-        export_encoder_onnx(doc.model, staging / artifact.DOC_ONNX, opset)
+        export_encoder_onnx(doc.pooling(), staging / artifact.DOC_ONNX, opset)
         parity["document"] = measure_export_parity(
-            doc.model, staging / artifact.DOC_ONNX, _truncating(doc.tokenizer, doc_max_length), doc.vocab_size
+            doc.reference_weights, staging / artifact.DOC_ONNX, _truncating(doc.tokenizer, doc_max_length),
+            doc.vocab_size,
         )
         if kind == "inference-free":
             np.save(staging / artifact.QUERY_WEIGHTS, table)
@@ -135,19 +154,20 @@ def export_artifact(
             parity["query"] = {"lookup": True, "non_zero_terms": int(np.count_nonzero(table))}
         else:
             if query is doc:
+                # (a graph with external data refers to doc.onnx.data by name: the copy shares that file)
                 shutil.copyfile(staging / artifact.DOC_ONNX, staging / artifact.QUERY_ONNX)
             else:
-                export_encoder_onnx(query.model, staging / artifact.QUERY_ONNX, opset)
+                export_encoder_onnx(query.pooling(), staging / artifact.QUERY_ONNX, opset)
             source["query"] = query.describe()
             parity["query"] = measure_export_parity(
-                query.model, staging / artifact.QUERY_ONNX, _truncating(query.tokenizer, query_max_length),
+                query.reference_weights, staging / artifact.QUERY_ONNX, _truncating(query.tokenizer, query_max_length),
                 query.vocab_size,
             )
         if int8:
             quantization = _add_int8_variants(
                 staging, doc.tokenizer, doc.vocab_size, {"query": query_max_length, "document": doc_max_length}
             )
-        limits = [c.max_position_embeddings for c in checkpoints if c.max_position_embeddings is not None]
+        limits = [c.input_limit for c in checkpoints if c.input_limit is not None]
         manifest = {
             "format_version": artifact.FORMAT_VERSION,
             "kind": kind,

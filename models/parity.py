@@ -5,6 +5,8 @@ on the transformers model, so any drift of the reformulated graph shows up here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnxruntime
 import torch
@@ -101,11 +103,13 @@ def batches(tokenizer: Tokenizer, texts: list[str], singles: int = 6, size: int 
         yield tokenize(tokenizer, texts[start:start + size])
 
 
-def measure_export_parity(masked_lm: torch.nn.Module, onnx_path, tokenizer: Tokenizer, vocab_size: int) -> dict:
+def measure_export_parity(reference_weights: Callable[[TokenizedBatch], np.ndarray], onnx_path,
+                          tokenizer: Tokenizer, vocab_size: int) -> dict:
+    """`reference_weights`: the checkpoint's PyTorch reference (`Checkpoint.reference_weights`)."""
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     reference, candidate = [], []
     for batch in batches(tokenizer, PARITY_TEXTS):
-        reference.append(reference_dense_weights(masked_lm, batch))
+        reference.append(reference_weights(batch))
         candidate.append(onnx_dense_weights(session, batch, vocab_size))
     return compare(np.concatenate(reference), np.concatenate(candidate))
 

@@ -10,4 +10,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
 
     # The quantizer logs a warning per model about pre-processing; the parity figures say what matters.
     logging.getLogger("root").setLevel(logging.ERROR)
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    # Graphs over 2 GB keep their weights in external data (models/splade_graph.py); so does their int8 copy.
+    external = (Path(fp32_path).parent / (Path(fp32_path).name + ".data")).exists()
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8,
+                     use_external_data_format=external)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.models.builders import synthetic_vocab, tiny_bert_mlm, write_idf
+from tests.models.builders import synthetic_vocab, tiny_bert_mlm, tiny_mistral, tiny_qwen3, write_idf
 
 LARGE_VOCAB = 100_000
 SMALL_VOCAB = 3_000
@@ -85,3 +85,79 @@ def inference_free_export(tmp_path_factory, small_doc_checkpoint) -> Exported:
     export_artifact("inference-free", root / "artifact", doc_model=str(small_doc_checkpoint),
                     query_weights=str(idf_path), query_max_length=24, doc_max_length=48)
     return Exported(root / "artifact", None, small_doc_checkpoint, {"idf": table, "idf_path": idf_path})
+
+
+# Decoder LMs: each family in causal, echo and bidirectional variants. The bidirectional ones ask for it in
+# config.json, as real checkpoints do (naver's splade-code: "bidirectional": true; others: "is_causal": false).
+DECODER_QUERY_MAX_LENGTH = 16
+DECODER_DOC_MAX_LENGTH = 48
+
+
+@pytest.fixture(scope="session")
+def mistral_checkpoint(tmp_path_factory) -> Path:
+    """Random MistralForCausalLM, 32,000 terms, BOS prepended, no pad token, right padding stated."""
+    return tiny_mistral(tmp_path_factory.mktemp("mistral") / "checkpoint", seed=11)
+
+
+@pytest.fixture(scope="session")
+def qwen3_checkpoint(tmp_path_factory) -> Path:
+    """Random Qwen3ForCausalLM, 151,936 terms (the Qwen3 configs'), no BOS, pad token, left padding stated."""
+    return tiny_qwen3(tmp_path_factory.mktemp("qwen3") / "checkpoint", seed=12)
+
+
+def config_variant(checkpoint: Path, out: Path, **config_changes) -> Path:
+    """The same weights and tokenizer with config.json changed (what a fine-tuned variant would declare)."""
+    import shutil
+
+    shutil.copytree(checkpoint, out)
+    config = json.loads((out / "config.json").read_text())
+    config.update(config_changes)
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    return out
+
+
+def _export_decoder(root: Path, checkpoint: Path, **options) -> Exported:
+    from models.decoder import DecoderOptions
+    from models.export import export_artifact
+
+    export_artifact("siamese", root / "artifact", model=str(checkpoint), query_max_length=DECODER_QUERY_MAX_LENGTH,
+                    doc_max_length=DECODER_DOC_MAX_LENGTH, decoder_options=DecoderOptions(**options))
+    return Exported(root / "artifact", checkpoint, checkpoint, {})
+
+
+DECODER_VARIANTS = {
+    # name: (checkpoint fixture, config.json changes, export options, expected encoder settings)
+    "mistral-causal": ("mistral_checkpoint", {}, {},
+                       {"echo": False, "attention": "causal", "padding_side": "right", "logit_scale": 1.0}),
+    "mistral-echo": ("mistral_checkpoint", {}, {"echo": True, "logit_scale": 2.0},
+                     {"echo": True, "attention": "causal", "padding_side": "right", "logit_scale": 2.0}),
+    "mistral-bidirectional": ("mistral_checkpoint", {"is_causal": False, "logit_scale": 0.5}, {},
+                              {"echo": False, "attention": "bidirectional", "padding_side": "right",
+                               "logit_scale": 0.5}),
+    "qwen3-causal": ("qwen3_checkpoint", {}, {},
+                     {"echo": False, "attention": "causal", "padding_side": "left", "logit_scale": 1.0}),
+    "qwen3-echo": ("qwen3_checkpoint", {}, {"echo": True},
+                   {"echo": True, "attention": "causal", "padding_side": "left", "logit_scale": 1.0}),
+    "qwen3-bidirectional": ("qwen3_checkpoint", {"bidirectional": True}, {},
+                            {"echo": False, "attention": "bidirectional", "padding_side": "left",
+                             "logit_scale": 1.0}),
+}
+
+
+@pytest.fixture(scope="session")
+def decoder_exports(request, tmp_path_factory):
+    """`get(name)`: that decoder variant exported through the real export code path, once per session."""
+    cache: dict[str, Exported] = {}
+
+    def get(name: str) -> Exported:
+        if name not in cache:
+            base_fixture, config_changes, options, expected = DECODER_VARIANTS[name]
+            root = tmp_path_factory.mktemp(name)
+            checkpoint = request.getfixturevalue(base_fixture)
+            if config_changes:
+                checkpoint = config_variant(checkpoint, root / "checkpoint", **config_changes)
+            cache[name] = _export_decoder(root, checkpoint, **options)
+            cache[name].extra.update(name=name, expected=expected)
+        return cache[name]
+
+    return get
