@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.forward_index import build_forward
+from engine.kernels.prefetch import prefetch_address
 from engine.kernels.topk import offer, sorted_hits
 
 # Build-time parameters: defaults and valid ranges (inclusive).
@@ -395,6 +396,16 @@ def search(index: ClusteredIndex, term_ids: np.ndarray, term_weights: np.ndarray
                             np.float32(scale), int(k), int(query_cut), np.float32(heap_factor), *scratch)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def prefetch_rows(doc, doc_offsets, terms_address, impacts_address):
+    """Start loading a document's forward row (uint16 terms, uint8 impacts) into the cache."""
+    lo, hi = doc_offsets[doc], doc_offsets[doc + 1]
+    for offset in range(lo * 2, hi * 2, 64):
+        prefetch_address(terms_address + offset)
+    for offset in range(lo, hi, 64):
+        prefetch_address(impacts_address + offset)
+
+
 @njit(nogil=True, cache=True)
 def _exact_score(doc, doc_offsets, fwd_terms, fwd_impacts, query_positions, weights, match_pos, match_val):
     """The oracle's float32 score of one document: products in float32, summed in query-term order."""
@@ -499,11 +510,23 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
         match_val = np.empty(num_terms, dtype=np.float32)
         threshold = np.float32(0)
         bar = np.float32(heap_factor)
+        terms_address = forward_terms.ctypes.data
+        impacts_address = forward_impacts.ctypes.data
+        if filled > 0:
+            b = cand_blocks[order[0]]
+            for j in range(block_doc_offsets[b], block_doc_offsets[b + 1]):
+                prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address)
         for i in range(filled):
             summary = cand_scores[order[i]]
             if size == k and summary <= bar * threshold:
                 break
             stats[1] += 1
+            # The rows of the next block's documents load while this block is scored (the forward rows are
+            # scattered: one cache miss per row otherwise, one after the other).
+            if i + 1 < filled:
+                nb = cand_blocks[order[i + 1]]
+                for j in range(block_doc_offsets[nb], block_doc_offsets[nb + 1]):
+                    prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address)
             b = cand_blocks[order[i]]
             for j in range(block_doc_offsets[b], block_doc_offsets[b + 1]):
                 doc = np.int64(block_docs[j])

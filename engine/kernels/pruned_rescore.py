@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from engine.kernels.clustered import _exact_score, _top_postings
+from engine.kernels.clustered import _exact_score, _top_postings, prefetch_rows
 from engine.kernels.forward_index import build_forward
 from engine.kernels.topk import offer, sorted_hits
 
@@ -41,6 +41,8 @@ DEFAULT_CANDIDATES = 200
 CANDIDATES_RANGE = (1, 100_000)
 # Resolution of the candidate cut (partial scores are bucketed relative to the best one).
 HISTOGRAM_BUCKETS = 4096
+# How many candidates ahead the forward rows are prefetched (measured: 8 beat 0, 2 and 4).
+PREFETCH_AHEAD = 8
 
 FILES = ("doc_offsets", "forward_terms", "forward_impacts", "pruned_offsets", "pruned_docs", "pruned_impacts")
 
@@ -207,8 +209,8 @@ def search_pruned(doc_offsets, forward_terms, forward_impacts, pruned_offsets, p
                 above += histogram[cutoff_bucket]
                 cutoff_bucket -= 1
             room = wanted - above
-        match_pos = np.empty(num_terms, dtype=np.int64)
-        match_val = np.empty(num_terms, dtype=np.float32)
+        chosen = np.empty(min(wanted, num_touched), dtype=np.int64)
+        num_chosen = 0
         for i in range(num_touched):
             doc = touched[i]
             partial = accumulator[doc]
@@ -221,6 +223,19 @@ def search_pruned(doc_offsets, forward_terms, forward_impacts, pruned_offsets, p
                     if room == 0:
                         continue
                     room -= 1
+            chosen[num_chosen] = doc
+            num_chosen += 1
+        # Rescoring, with the forward rows of the documents PREFETCH_AHEAD places later loading meanwhile.
+        match_pos = np.empty(num_terms, dtype=np.int64)
+        match_val = np.empty(num_terms, dtype=np.float32)
+        terms_address = forward_terms.ctypes.data
+        impacts_address = forward_impacts.ctypes.data
+        for i in range(min(PREFETCH_AHEAD, num_chosen)):
+            prefetch_rows(chosen[i], doc_offsets, terms_address, impacts_address)
+        for i in range(num_chosen):
+            if i + PREFETCH_AHEAD < num_chosen:
+                prefetch_rows(chosen[i + PREFETCH_AHEAD], doc_offsets, terms_address, impacts_address)
+            doc = chosen[i]
             stats[2] += 1
             stats[3] += doc_offsets[doc + 1] - doc_offsets[doc]
             score = _exact_score(doc, doc_offsets, forward_terms, forward_impacts, query_positions, weights,
