@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kernel_collections import brute_force_scores, brute_force_top_k, collection
+from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection
 
 from engine.kernels import clustered, pruned_rescore
 

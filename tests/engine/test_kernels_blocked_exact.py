@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_collections import brute_force_scores, brute_force_top_k, collection, invert
+from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection, invert
 
 from engine.kernels.blocked_exact import MIN_RANGE_SIZE, prepare_ranges, score_blocked
 
-try:  # the oracle moves into the engine package (issue 9)
-    from engine.scoring import score_exact
+try:  # the oracle moved into the engine package (issue 9)
+    from engine.kernels.exact import score_exact
 except ImportError:
     from service.scoring import score_exact
 
