@@ -22,9 +22,10 @@ from numba import njit
 
 from engine.kernels.topk import offer, sift_down, sift_up, sorted_hits
 
-# 64K documents x 4 bytes = 256 KB of accumulator: half the 512 KB L2 of the AMD EPYC this was measured on,
-# an eighth of the 2 MB L2 of the Intel Xeon of the reference figures (docs/index.md, "Faster exact scoring").
-DEFAULT_RANGE_SIZE = 65536
+# 32K documents x 4 bytes = 128 KB of accumulator: a quarter of the 512 KB L2 of the AMD EPYC this was
+# measured on (16K and 32K were best there, 64K and 128K slower), well inside the 2 MB L2 of the Intel Xeon of
+# the reference figures (docs/index.md, "Faster exact scoring").
+DEFAULT_RANGE_SIZE = 32768
 MIN_RANGE_SIZE = 1024
 MAX_RANGE_SIZE = 1 << 22
 # In a range whose postings * SPARSE_FRACTION < range_size, walking the postings again beats scanning the slice.
