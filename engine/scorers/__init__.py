@@ -7,7 +7,9 @@ from typing import Any
 from engine.errors import InvalidQueryError
 from engine.index_format import InvertedIndex
 from engine.scorers.base import OptionSpec, Scorer, TopK
+from engine.scorers.blocked import BlockedExactScorer
 from engine.scorers.exact import ExactScorer
+from engine.scorers.pruned import PrunedRescoreScorer
 
 _REGISTRY: dict[str, type[Scorer]] = {}
 
@@ -67,6 +69,8 @@ def scorer_class(name: str, index: InvertedIndex, field: str = "scorer") -> type
 
 
 register(ExactScorer)
+register(BlockedExactScorer)
+register(PrunedRescoreScorer)
 
-__all__ = ["ExactScorer", "OptionSpec", "Scorer", "TopK", "available", "choices", "register", "registered",
+__all__ = ["BlockedExactScorer", "ExactScorer", "PrunedRescoreScorer", "OptionSpec", "Scorer", "TopK", "available", "choices", "register", "registered",
            "resolve", "scorer_class", "unregister"]

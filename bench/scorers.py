@@ -1,0 +1,252 @@
+"""Scorer benchmark: in one process and one run, query by query interleaved, the exact oracle (`score_exact`),
+the cache-blocked exact scorer, the approximate scorers (pruned rescoring; optionally clustered blocks) at a few
+configurations and Seismic (`pyseismic-lsr`, the `bench` extra; imported only here). k=10 and k=1000; mean /
+p50 / p99 ms, recall@k against the FLOAT exact ranking (no quantization), build time, index size, resident
+memory. Ratios are printed against score_exact and against Seismic's fastest configuration with R@10 >= 0.99.
+
+    python bench/scorers.py --calibrated /tmp/calibrated --tags 1M          # real-like set (synth_calibrated.py)
+    python bench/scorers.py --synthetic light heavy --docs 1000000          # the project's generators
+    python bench/scorers.py --calibrated /tmp/calibrated --tags 100k --clustered --queries 300
+
+Timings drift on shared machines: read the ratios, measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT / "bench"]
+
+from bench.synthetic_collection import VOCAB_SIZE, Collection, generate, load_calibrated  # noqa: E402
+from engine.kernels import blocked_exact, clustered, pruned_rescore  # noqa: E402
+from index_builder.csr_index import build_index_from_csr  # noqa: E402
+from index_builder.index_format import open_index  # noqa: E402
+
+from engine.kernels.exact import score_exact  # noqa: E402
+
+PRUNED_CONFIGS = {10: [(20, 200), (30, 1000), (55, 2000)], 1000: [(30, 5000), (55, 10000)]}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def sorted_query(collection: Collection, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weight-descending, ties to the lower term id: the Searcher's order."""
+    terms, weights = collection.query(i)
+    order = np.lexsort((terms, -weights))
+    return terms[order].astype(np.int32), weights[order].astype(np.float32)
+
+
+def float_reference(collection: Collection, queries, k: int) -> list[np.ndarray]:
+    """Top-k by float32 weights (no quantization), ties to the lower document: the recall reference."""
+    n = collection.num_documents
+    term_major = sp.csr_matrix((collection.weights, collection.term_ids, collection.indptr),
+                               shape=(n, VOCAB_SIZE)).T.tocsr()
+    out = []
+    for terms, weights in queries:
+        q = sp.csr_matrix((weights, terms, np.array([0, len(terms)])), shape=(1, VOCAB_SIZE))
+        row = q @ term_major
+        scores, docs = row.data, row.indices
+        if len(scores) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            scores, docs = scores[top], docs[top]
+        out.append(docs[np.lexsort((docs, -scores))].astype(np.int64))
+    return out
+
+
+def summary(ms: list[float]) -> dict:
+    a = np.asarray(ms) * 1000
+    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
+
+
+def recall(results, reference) -> float:
+    hits = sum(len(np.intersect1d(a, b)) for a, b in zip(results, reference))
+    return hits / max(1, sum(len(b) for b in reference))
+
+
+class Seismic:
+    def __init__(self, collection: Collection, n_postings: int, threads: int):
+        from seismic import SeismicDataset, SeismicIndex, get_seismic_string
+        self.string = get_seismic_string()
+        dataset = SeismicDataset()
+        n = collection.num_documents
+        dataset.add_documents_by_id([str(i) for i in range(n)], collection.term_ids.astype(np.int64),
+                                    collection.weights.astype(np.float32), collection.indptr.astype(np.int64))
+        self.index = SeismicIndex.build_from_dataset(dataset, n_postings=n_postings, centroid_fraction=0.1,
+                                                     summary_energy=0.4, num_threads=threads)
+        del dataset
+
+    def query(self, terms, weights):
+        return self.terms_as_strings(terms), weights.astype(np.float32)
+
+    def terms_as_strings(self, terms):
+        return np.array([str(t) for t in terms], dtype=self.string)
+
+    def search(self, prepared, k, query_cut, heap_factor):
+        components, values = prepared
+        hits = self.index.search("q", components, values, k, query_cut, heap_factor)
+        return np.array([int(h[2]) for h in hits], dtype=np.int64)
+
+
+def bench_collection(name: str, collection: Collection, args, workdir: Path) -> dict:
+    print(f"== {name}: {collection.num_documents:,} documents", flush=True)
+    queries = [sorted_query(collection, i) for i in range(min(args.queries, collection.num_queries))]
+    row: dict = {"name": name, "documents": collection.num_documents, "queries": len(queries), "engines": {}}
+    t0 = time.perf_counter()
+    build_index_from_csr(workdir / name, collection.indptr, collection.term_ids, collection.weights,
+                         vocab_size=VOCAB_SIZE)
+    index = open_index(workdir / name)
+    offsets, docs, impacts = np.asarray(index.offsets), np.asarray(index.doc_numbers), np.asarray(index.impacts)
+    n, scale = index.num_documents, np.float32(index.scale)
+    exact_bytes = offsets.nbytes + docs.nbytes + impacts.nbytes
+    row["exact"] = {"build_s": time.perf_counter() - t0, "bytes": exact_bytes}
+    print(f"exact index {exact_bytes / 2**20:.0f} MiB, built in {row['exact']['build_s']:.1f} s", flush=True)
+
+    t0 = time.perf_counter()
+    reference = {k: float_reference(collection, queries, k) for k in args.k}
+    print(f"float reference in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    engines = {}  # name -> (callable(query index, k) -> docs, build info)
+    accumulator = np.zeros(n, dtype=np.float32)
+    engines["score_exact"] = (lambda i, k: score_exact(offsets, docs, impacts, *queries[i], scale, k,
+                                                       accumulator)[0], {"bytes": exact_bytes})
+    for range_size in args.range_sizes:
+        before, t0 = rss_mb(), time.perf_counter()
+        ranges = blocked_exact.prepare_ranges(offsets, docs, n, range_size)
+        info = {"build_s": time.perf_counter() - t0, "bytes": exact_bytes + ranges.nbytes,
+                "rss_mb": rss_mb() - before}
+        slice_acc = np.zeros(min(range_size, n), dtype=np.float32)
+        engines[f"blocked R={range_size}"] = (
+            lambda i, k, ranges=ranges, acc=slice_acc, r=range_size:
+            blocked_exact.score_blocked(docs, impacts, ranges, r, n, *queries[i], scale, k, acc)[0], info)
+
+    before, t0 = rss_mb(), time.perf_counter()
+    pruned = pruned_rescore.build_pruned(offsets, docs, impacts, n, n_postings=args.n_postings)
+    info = {"build_s": time.perf_counter() - t0, "bytes": pruned.nbytes(), "rss_mb": rss_mb() - before,
+            "n_postings": args.n_postings}
+    print(f"pruned rescoring: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
+    pruned_scratch = pruned_rescore.new_scratch(n, VOCAB_SIZE)
+    for k in args.k:
+        for qc, cand in PRUNED_CONFIGS[k]:
+            engines[f"pruned qc={qc} C={cand} k={k}"] = (
+                lambda i, kk, qc=qc, cand=cand: pruned_rescore.search_pruned(
+                    *pruned, *queries[i], scale, kk, qc, cand, *pruned_scratch)[0], info)
+
+    if args.clustered:
+        before, t0 = rss_mb(), time.perf_counter()
+        blocks = clustered.build_clustered(offsets, docs, impacts, n, n_postings=args.seismic_n_postings,
+                                           block_size=args.block_size, summary_terms=args.summary_terms)
+        info = {"build_s": time.perf_counter() - t0, "bytes": blocks.nbytes(), "rss_mb": rss_mb() - before}
+        print(f"clustered: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
+        blocks_scratch = clustered.new_scratch(n, VOCAB_SIZE)
+        for qc, hf in ((10, 0.9), (10, 0.7), (20, 0.7)):
+            engines[f"clustered qc={qc} hf={hf}"] = (
+                lambda i, k, qc=qc, hf=hf: clustered.search_clustered(
+                    *blocks, *queries[i], scale, k, qc, np.float32(hf), *blocks_scratch)[0], info)
+
+    if args.seismic:
+        before, t0 = rss_mb(), time.perf_counter()
+        seismic = Seismic(collection, args.seismic_n_postings, args.seismic_threads)
+        info = {"build_s": time.perf_counter() - t0, "rss_mb": rss_mb() - before,
+                "n_postings": args.seismic_n_postings, "threads": args.seismic_threads}
+        info["bytes"] = info["rss_mb"] * 2**20
+        print(f"seismic: ~{info['rss_mb']:.0f} MiB resident, built in {info['build_s']:.1f} s", flush=True)
+        prepared = [seismic.query(*q) for q in queries]
+        for qc, hf in ((5, 1.0), (10, 1.0), (10, 0.9), (20, 1.0)):
+            engines[f"seismic qc={qc} hf={hf}"] = (
+                lambda i, k, qc=qc, hf=hf: seismic.search(prepared[i], k, qc, hf), info)
+
+    for k in args.k:
+        names = [e for e in engines if not e.startswith("pruned") or e.endswith(f"k={k}")]
+        for e in names:  # JIT compilation and page warm-up, not timed
+            for i in range(min(5, len(queries))):
+                engines[e][0](i, k)
+        times = {e: [] for e in names}
+        results = {e: [] for e in names}
+        for i in range(len(queries)):
+            for e in names:
+                t0 = time.perf_counter()
+                found = engines[e][0](i, k)
+                times[e].append(time.perf_counter() - t0)
+                results[e].append(found)
+        for e in names:
+            entry = row["engines"].setdefault(e.replace(f" k={k}", ""), {"build": engines[e][1]})
+            entry[f"k{k}"] = {**summary(times[e]), "recall": recall(results[e], reference[k])}
+        print(report_k(row, k), flush=True)
+    return row
+
+
+def report_k(row: dict, k: int) -> str:
+    engines = {e: v for e, v in row["engines"].items() if f"k{k}" in v}
+    base = engines["score_exact"][f"k{k}"]
+    seismic_ok = [v[f"k{k}"] for e, v in engines.items() if e.startswith("seismic") and v[f"k{k}"]["recall"] >= 0.99]
+    best_seismic = min(seismic_ok, key=lambda m: m["mean"]) if seismic_ok else None
+    lines = [f"### {row['name']}, k={k} ({row['queries']} queries)", "",
+             f"| engine | mean / p50 / p99 ms | R@{k} vs float | mean, p99 vs score_exact "
+             f"| mean, p99 vs Seismic best R@{k}>=0.99 | size vs exact index | build s |",
+             "|---|---|---|---|---|---|---|"]
+    for e, v in engines.items():
+        m, b = v[f"k{k}"], v["build"]
+        build_s = b.get("build_s", row["exact"]["build_s"])
+        vs_seismic = f"{m['mean'] / best_seismic['mean']:.2f}x, {m['p99'] / best_seismic['p99']:.2f}x" \
+            if best_seismic else "n/a"
+        lines.append(f"| {e} | {m['mean']:.2f} / {m['p50']:.2f} / {m['p99']:.2f} | {m['recall']:.4f} "
+                     f"| {m['mean'] / base['mean']:.2f}x, {m['p99'] / base['p99']:.2f}x | {vs_seismic} "
+                     f"| {b.get('bytes', 0) / row['exact']['bytes']:.2f}x | {build_s:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calibrated", help="folder written by ../shared/bench/synth_calibrated.py")
+    parser.add_argument("--tags", nargs="*", default=["1M"], help="calibrated sizes to run (docs_<tag>.npz)")
+    parser.add_argument("--synthetic", nargs="*", default=[], choices=["light", "heavy"])
+    parser.add_argument("--docs", type=int, default=1_000_000, help="synthetic collection size")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--k", type=int, nargs="*", default=[10, 1000], choices=[10, 1000])
+    parser.add_argument("--range-sizes", type=int, nargs="*", default=[32768, 65536])
+    parser.add_argument("--n-postings", type=int, default=pruned_rescore.DEFAULT_N_POSTINGS,
+                        help="pruned rescoring: postings kept per term")
+    parser.add_argument("--clustered", action="store_true", help="also the clustered-blocks scorer (slow build)")
+    parser.add_argument("--block-size", type=int, default=clustered.DEFAULT_BLOCK_SIZE)
+    parser.add_argument("--summary-terms", type=int, default=clustered.DEFAULT_SUMMARY_TERMS)
+    parser.add_argument("--no-seismic", dest="seismic", action="store_false")
+    parser.add_argument("--seismic-n-postings", type=int, default=2000)
+    parser.add_argument("--seismic-threads", type=int, default=2)
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-scorers-") as tmp:
+        if args.calibrated:
+            for tag in args.tags:
+                rows.append(bench_collection(f"calibrated-{tag}", load_calibrated(args.calibrated, tag), args,
+                                             Path(tmp)))
+        for profile in args.synthetic:
+            rows.append(bench_collection(f"{profile}-{args.docs}", generate(args.docs, args.queries, profile),
+                                         args, Path(tmp)))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               "unknown")
+    result = {"cpu": cpu, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
+              "rows": rows}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"CPU: {cpu}, {os.cpu_count()} cores, {result['date']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

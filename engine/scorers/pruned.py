@@ -1,0 +1,92 @@
+"""`pruned-rescore`: approximate. Each term keeps its `n_postings` highest-impact postings (an index part built
+by `add-parts`); the `query_cut` heaviest query terms give partial scores; the best `candidates` documents are
+rescored exactly from a forward index (engine/kernels/pruned_rescore.py), so every returned score is the exact
+score of that document. Knobs trade recall for time; `tune` picks them for a recall target."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import IndexFormatError
+from engine.index_format import InvertedIndex, PartWriter
+from engine.kernels import pruned_rescore as kernel
+from engine.manifest import PartInfo
+from engine.query import SparseQuery
+from engine.scorers.base import OptionSpec, Scorer, TopK
+
+PART = "pruned_rescore"
+PREFIX = f"{PART}."
+PART_VERSION = 1
+MAX_VOCABULARY = 1 << 16  # the forward index stores 16-bit term ids
+_DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16, "forward_impacts": np.uint8,
+           "pruned_offsets": np.int64, "pruned_docs": np.uint32, "pruned_impacts": np.uint8}
+
+
+def write_part(index: InvertedIndex, staged: Path, n_postings: int = kernel.DEFAULT_N_POSTINGS,
+               progress: bool = True) -> tuple[str, PartInfo]:
+    if index.vocab_size > MAX_VOCABULARY:
+        raise IndexFormatError(f"{PART}: the vocabulary has {index.vocab_size} terms; this part stores 16-bit term "
+                               f"ids (at most {MAX_VOCABULARY})")
+    if index.impacts.dtype != np.uint8:
+        raise IndexFormatError(f"{PART}: needs uint8 impacts, the index has {index.impacts.dtype.name}")
+    built = kernel.build_pruned(index.offsets, index.doc_numbers, index.impacts, index.num_documents,
+                                n_postings=int(n_postings), progress=progress)
+    written = kernel.write_pruned(built, staged, PREFIX, n_postings=int(n_postings))
+    return PART, PartInfo(version=PART_VERSION, files=sorted(written["files"].values()),
+                          params={"n_postings": int(n_postings), **written["counts"]})
+
+
+class PrunedRescoreScorer(Scorer):
+    name = "pruned-rescore"
+    requires = frozenset({PART})
+    safe = False
+    recall_floor = 0.9  # recall@k at the default knobs in the shared differential test; `tune` for a target
+    options = {
+        "query_cut": OptionSpec(kernel.DEFAULT_QUERY_CUT, *kernel.QUERY_CUT_RANGE, integer=True,
+                                description="heaviest query terms whose pruned lists are walked"),
+        "candidates": OptionSpec(kernel.DEFAULT_CANDIDATES, *kernel.CANDIDATES_RANGE, integer=True,
+                                 description="documents rescored exactly from the forward index"),
+    }
+    description = ("Statically pruned posting lists walked for the heaviest query terms, the best candidates "
+                   "rescored exactly from a forward index.")
+
+    def __init__(self, index: InvertedIndex) -> None:
+        super().__init__(index)
+        lengths = {"doc_offsets": index.num_documents + 1, "forward_terms": index.num_postings,
+                   "forward_impacts": index.num_postings, "pruned_offsets": index.vocab_size + 1}
+        arrays = {}
+        for name in kernel.FILES:
+            if name not in lengths:  # the kept postings: as many as the pruned offsets say
+                lengths[name] = int(arrays["pruned_offsets"][-1])
+            arrays[name] = index.part_array(PART, f"{PREFIX}{name}.npy", _DTYPES[name], lengths[name])
+        self.arrays = kernel.PrunedIndex(*(arrays[name] for name in kernel.FILES))
+
+    @classmethod
+    def part_writers(cls, params: Mapping[str, Any] | None = None) -> list[PartWriter]:
+        n_postings = int((params or {}).get("n_postings", kernel.DEFAULT_N_POSTINGS))
+        lo, hi = kernel.N_POSTINGS_RANGE
+        if not lo <= n_postings <= hi:
+            raise ValueError(f"n_postings must be in [{lo}, {hi}], got {n_postings}")
+        unknown = set(params or {}) - {"n_postings"}
+        if unknown:
+            raise ValueError(f"{PART}: unknown build parameters {sorted(unknown)} (known: ['n_postings'])")
+        return [lambda index, staged: write_part(index, staged, n_postings)]
+
+    @classmethod
+    def tuning_grid(cls) -> list[dict[str, Any]]:
+        return [{"query_cut": cut, "candidates": cand} for cut in (5, 10, 20, 30, 45, 64)
+                for cand in (50, 100, 200, 500, 1000, 2000, 5000)]
+
+    def new_scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        return kernel.new_scratch(self.index.num_documents, self.index.vocab_size)
+
+    def search(self, query: SparseQuery, k: int, scratch: tuple[np.ndarray, np.ndarray],
+               options: Mapping[str, Any]) -> TopK:
+        docs, scores, stats = kernel.search_pruned(*self.arrays, query.term_ids, query.weights,
+                                                   np.float32(self.index.scale), int(k), int(options["query_cut"]),
+                                                   int(options["candidates"]), *scratch)
+        return TopK(docs, scores, {"postings_traversed": int(stats[0]), "documents_touched": int(stats[1]),
+                                   "documents_rescored": int(stats[2]), "forward_entries": int(stats[3])})

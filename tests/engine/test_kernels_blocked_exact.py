@@ -1,0 +1,120 @@
+"""The cache-blocked exact scorer against the exact oracle and a brute-force numpy reference: bit for bit
+(document numbers AND float32 score bits) on random, heavy-tailed and tie-heavy data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection, invert
+
+from engine.kernels.blocked_exact import MIN_RANGE_SIZE, prepare_ranges, score_blocked
+
+from engine.kernels.exact import score_exact
+
+
+def blocked(c, term_ids, weights, k, range_size=MIN_RANGE_SIZE, ranges=None):
+    ranges = prepare_ranges(c.offsets, c.doc_numbers, c.num_documents, range_size) if ranges is None else ranges
+    accumulator = np.zeros(min(range_size, c.num_documents), dtype=np.float32)
+    result = score_blocked(c.doc_numbers, c.impacts, ranges, range_size, c.num_documents,
+                           np.asarray(term_ids, np.int32), np.asarray(weights, np.float32), c.scale, k, accumulator)
+    assert not accumulator.any(), "the accumulator must be left all zeros"
+    return result
+
+
+def oracle(c, term_ids, weights, k):
+    accumulator = np.zeros(c.num_documents, dtype=np.float32)
+    return score_exact(c.offsets, c.doc_numbers, c.impacts, np.asarray(term_ids, np.int32),
+                       np.asarray(weights, np.float32), c.scale, k, accumulator)
+
+
+def assert_bitwise_equal(got, expected):
+    docs, scores, postings = got
+    assert np.array_equal(docs, expected[0])
+    assert np.array_equal(np.asarray(scores, np.float32).view(np.uint32),
+                          np.asarray(expected[1], np.float32).view(np.uint32))
+    if len(expected) > 2:
+        assert postings == expected[2]
+
+
+@pytest.mark.parametrize("kind", ["random", "heavy", "real_like"])
+@pytest.mark.parametrize("k", [1, 10, 1000])
+def test_equal_to_oracle_and_brute_force(kind, k):
+    c = collection(kind, num_documents=5000, num_queries=25, seed=1)
+    ranges = prepare_ranges(c.offsets, c.doc_numbers, c.num_documents, MIN_RANGE_SIZE)
+    for term_ids, weights in c.queries:
+        got = blocked(c, term_ids, weights, k, ranges=ranges)
+        assert_bitwise_equal(got, oracle(c, term_ids, weights, k))
+        assert_bitwise_equal(got, brute_force_top_k(brute_force_scores(c, term_ids, weights), k))
+
+
+@st.composite
+def small_index(draw):
+    """A random inverted index; `ties` draws impacts and weights from tiny sets, so equal scores abound."""
+    num_documents = draw(st.integers(1, 4000))
+    vocab = draw(st.integers(1, 40))
+    ties = draw(st.booleans())
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    postings = int(rng.integers(0, 6 * num_documents + 1))
+    doc_of = rng.integers(0, num_documents, size=postings)
+    # Heavy tail: a few terms take most postings.
+    term_of = np.minimum(rng.zipf(1.5, size=postings) - 1, vocab - 1)
+    keys = np.unique(doc_of * vocab + term_of)
+    doc_of, term_of = keys // vocab, keys % vocab
+    impacts = rng.integers(1, 3, size=len(keys)) if ties else rng.integers(1, 256, size=len(keys))
+    offsets, doc_numbers, impacts = invert(doc_of, term_of, impacts, vocab)
+    n_terms = draw(st.integers(0, vocab))
+    term_ids = rng.choice(vocab, size=n_terms, replace=False).astype(np.int32)
+    weights = (np.ones(n_terms) if ties else rng.lognormal(0, 1, size=n_terms)).astype(np.float32)
+    order = np.lexsort((term_ids, -weights))
+    return offsets, doc_numbers, impacts, num_documents, term_ids[order], weights[order]
+
+
+@settings(max_examples=60, deadline=None)
+@given(small_index(), st.integers(0, 50), st.sampled_from([1024, 2048, 4096]))
+def test_hypothesis_bitwise_equal(data, k, range_size):
+    offsets, doc_numbers, impacts, num_documents, term_ids, weights = data
+
+    class C:
+        pass
+    c = C()
+    c.offsets, c.doc_numbers, c.impacts, c.num_documents, c.scale = offsets, doc_numbers, impacts, num_documents, \
+        np.float32(0.037)
+    c.vocab_size = len(offsets) - 1
+    got = blocked(c, term_ids, weights, k, range_size=range_size)
+    assert_bitwise_equal(got, oracle(c, term_ids, weights, k))
+    assert_bitwise_equal(got, brute_force_top_k(brute_force_scores(c, term_ids, weights), k))
+
+
+def test_edge_cases():
+    c = collection("random", num_documents=3000, seed=2)
+    empty_terms = np.flatnonzero(np.diff(c.offsets) == 0)
+    # Empty query, k = 0, k > matches, k > N, out-of-vocabulary ids and terms without postings.
+    cases = [(np.array([], np.int32), np.array([], np.float32), 10),
+             (c.queries[0][0], c.queries[0][1], 0),
+             (np.array([3], np.int32), np.array([1.0], np.float32), 10_000),
+             (c.queries[1][0], c.queries[1][1], c.num_documents + 5),
+             (np.array([-1, 5, c.vocab_size + 7], np.int32), np.array([2.0, 1.0, 0.5], np.float32), 10)]
+    if len(empty_terms):
+        cases.append((np.array([empty_terms[0], 4], np.int32), np.array([3.0, 1.0], np.float32), 10))
+    for term_ids, weights, k in cases:
+        got = blocked(c, term_ids, weights, k)
+        assert_bitwise_equal(got, oracle(c, term_ids, weights, k))
+    docs, scores, postings = blocked(c, np.array([3], np.int32), np.array([1.0], np.float32), 10_000)
+    assert len(docs) == c.offsets[4] - c.offsets[3] == postings  # k > matches: every match, no padding
+    assert len(blocked(c, np.array([], np.int32), np.array([], np.float32), 10)[0]) == 0
+
+
+def test_single_range_and_ragged_last_range():
+    c = collection("heavy", num_documents=2500, seed=3)  # ranges of 1024: 1024 + 1024 + 452
+    for range_size in (1024, 4096):
+        for term_ids, weights in c.queries[:10]:
+            assert_bitwise_equal(blocked(c, term_ids, weights, 10, range_size=range_size),
+                                 oracle(c, term_ids, weights, 10))
+
+
+def test_range_size_limits_are_enforced():
+    c = collection("random", num_documents=100, seed=4)
+    with pytest.raises(ValueError, match="range_size must be in"):
+        prepare_ranges(c.offsets, c.doc_numbers, c.num_documents, 10)
