@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from collections.abc import Callable
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 from engine import STAGES, InvalidQueryError, SearchResult, Searcher, StageTimes
@@ -30,6 +30,7 @@ from engine import scorers as engine_scorers
 from service.errors import NotReadyError, install_error_handlers
 from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
+from service.security import ApiKeyAuth, install_edge
 from service.schemas import BatchSearchResponse, ErrorResponse, Health, Info, SearchResponse, request_models
 from service.settings import Settings, load_settings
 from service.workbench import install_workbench
@@ -41,6 +42,8 @@ _STARTED_KEY = "splade_started"
 
 _ERRORS = {
     400: {"model": ErrorResponse, "description": "Malformed JSON."},
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key (only when SPLADE_API_KEY is set)."},
+    413: {"model": ErrorResponse, "description": "The body is over SPLADE_MAX_BODY_BYTES (the limit is in details)."},
     422: {"model": ErrorResponse, "description": "Invalid request: the details name the field and the limit."},
     503: {"model": ErrorResponse, "description": "Not ready yet, or the queue is full (see Retry-After)."},
     504: {"model": ErrorResponse, "description": "The search did not finish within the request timeout."},
@@ -75,6 +78,12 @@ class ServiceState:
         self.metrics = ServiceMetrics()
         self.pipeline: QueryPipeline | None = None
         self.failure: str | None = None
+        # Later routes that need the key (writes, reload) depend on this same object.
+        self.auth = ApiKeyAuth(settings.api_key.get_secret_value() if settings.api_key else None)
+        self.draining = False  # set on SIGTERM (service/shutdown.py): readiness fails while requests finish
+
+    def start_draining(self) -> None:
+        self.draining = True
 
     def require_pipeline(self) -> QueryPipeline:
         if self.pipeline is not None:
@@ -209,9 +218,11 @@ def create_app(
     )
     app.state.service = state
     install_error_handlers(app)
-    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    install_edge(app, max_body_bytes=settings.max_body_bytes, cors=settings.cors_origins)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)  # outermost: it also counts 413s
+    protected = [Depends(state.auth)]
 
-    @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
+    @app.post("/search", response_model=SearchResponse, responses=_ERRORS, dependencies=protected)
     async def search(body: SearchRequest, request: Request) -> Response:
         """Search with a query text or a raw sparse vector; stage timings also in `Server-Timing`."""
         started = request.state.splade_started
@@ -220,7 +231,7 @@ def create_app(
         payload = render_result(result, body.include_text, body.explain)
         return _json(payload, {"Server-Timing": _server_timing(payload["timings_ms"])})
 
-    @app.post("/search/batch", response_model=BatchSearchResponse, responses=_ERRORS)
+    @app.post("/search/batch", response_model=BatchSearchResponse, responses=_ERRORS, dependencies=protected)
     async def search_batch(body: BatchSearchRequest, request: Request) -> Response:
         """Many searches in one call; their texts are encoded together."""
         started = request.state.splade_started
@@ -246,11 +257,13 @@ def create_app(
 
     @app.get("/readyz", response_model=Health, responses={503: _ERRORS[503]})
     async def readyz() -> Response:
-        """The model and index are loaded and warm."""
+        """The model and index are loaded and warm, and the service is not shutting down."""
+        if state.draining:
+            raise NotReadyError("the service is shutting down", headers={"Retry-After": "1"})
         state.require_pipeline()
         return _json({"status": "ready"})
 
-    @app.get("/info", response_model=Info, responses={503: _ERRORS[503]})
+    @app.get("/info", response_model=Info, responses={503: _ERRORS[503]}, dependencies=protected)
     async def info() -> Response:
         """Model and index manifests, execution provider, the scorers the index serves, and settings."""
         pipeline = state.require_pipeline()

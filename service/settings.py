@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.limits import limit_of
 
 ENV_PREFIX = "SPLADE_"
+SECRET_FIELDS = ("api_key",)  # shown as "set"/null by public_dict: /info and the start-up log
 
 
 class SettingsError(ValueError):
@@ -104,6 +105,36 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Log level of the service and uvicorn."
     )
+    api_key: SecretStr | None = Field(
+        None,
+        min_length=1,
+        description="When set, /search, /search/batch and /info require it as `Authorization: Bearer <key>` or "
+        "`X-API-Key: <key>` (else 401); /healthz, /readyz, /metrics and the page stay open. Never shown.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=1_073_741_824,
+        description="Largest request body accepted, in bytes; a larger one gets 413 before it is read whole.",
+    )
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated origins allowed by CORS (`*` for any); empty = no CORS headers at all.",
+    )
+    drain_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM: readiness fails at once, then requests in flight get up to this long to "
+        "finish before the process exits 0.",
+    )
+    encoder_max_batch_tokens: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="Most padded tokens (texts x longest text) in one encoder call; 0 = the device default "
+        "(CPU: 0 extra texts beyond the head, see docs/service.md; CUDA: 16384).",
+    )
     ui: bool = Field(
         True,
         description="Serve the relevance workbench (a static page that uses the public API) at `/`; false "
@@ -125,8 +156,10 @@ class Settings(BaseSettings):
         return self
 
     def public_dict(self) -> dict:
-        """Every setting as JSON-ready values (there are no secrets to hide)."""
-        return self.model_dump(mode="json")
+        """Every setting as JSON-ready values; a secret shows only whether it is set, never its value."""
+        values = self.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+        values.update({name: ("set" if getattr(self, name) is not None else None) for name in SECRET_FIELDS})
+        return values
 
 
 def load_settings(**overrides) -> Settings:
