@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from engine import STAGES, InvalidQueryError, SearchResult, Searcher, StageTimes
 from engine import scorers as engine_scorers
+from models.variants import served_graph
 from service.errors import NotReadyError, install_error_handlers
 from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
@@ -275,6 +276,7 @@ def create_app(
                     "model": encoder.manifest,
                     "index": snapshot.index.manifest,
                     "provider": encoder.provider,
+                    "encoder": served_graph(encoder.manifest, getattr(encoder, "onnx_path", None)),
                     "scorers": {
                         "default": snapshot.default_scorer,
                         "available": available,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 # Measured with bench/service.py on 2 shared vCPUs (docs/service.md): see the table there.
-CPU_BATCH_TOKENS = 96
+CPU_BATCH_TOKENS = 256
 CUDA_BATCH_TOKENS = 16384
 CHARS_PER_TOKEN = 4.0
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]
