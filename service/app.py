@@ -31,6 +31,7 @@ from models.variants import served_graph
 from service.errors import NotReadyError, install_error_handlers
 from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
+from service.batch_policy import warm_up_batch_shapes
 from service.security import ApiKeyAuth, install_edge
 from service.schemas import BatchSearchResponse, ErrorResponse, Health, Info, SearchResponse, request_models
 from service.settings import Settings, load_settings
@@ -68,6 +69,7 @@ def runtime_options(settings: Settings):
 
     return RuntimeOptions(device=settings.device, intra_op_threads=settings.intra_op_threads,
                           graph_optimization=settings.graph_optimization, use_int8=settings.use_int8,
+                          use_fp16=settings.use_fp16,
                           allow_spinning=settings.allow_spinning)
 
 
@@ -176,6 +178,8 @@ def create_app(
             loaded = searcher or await loop.run_in_executor(None, searcher_factory, settings)
             started = time.perf_counter()
             await loop.run_in_executor(None, loaded.warm_up)
+            await loop.run_in_executor(None, warm_up_batch_shapes, loaded.encoder,
+                                       settings.encoder_max_batch_tokens, settings.encoder_max_batch_size)
             pipeline = QueryPipeline(loaded, settings, state.metrics)
             pipeline.start()
             encoder, index = loaded.encoder, loaded.index

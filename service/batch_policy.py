@@ -32,3 +32,15 @@ def batch_token_budget(setting: int, provider: str) -> int:
 def estimated_tokens(text: str, max_length: int) -> int:
     """Word pieces of `text` with the special tokens, at most the encoder's `max_length` (truncation)."""
     return min(max_length, SPECIAL_TOKENS + math.ceil(len(text) / CHARS_PER_TOKEN))
+
+
+def warm_up_batch_shapes(encoder, max_batch_tokens_setting: int, max_batch_size: int) -> int:
+    """On CUDA, run the batch shapes the batcher can produce once at start-up (CUDA sets up per shape, so
+    the first request of each shape would otherwise be slow); a no-op elsewhere. Returns the shapes run."""
+    from models.gpu import uses_io_binding, warm_up, warm_up_shapes
+
+    session = getattr(encoder, "session", None)
+    if session is None or not uses_io_binding(encoder.provider):
+        return 0
+    budget = batch_token_budget(max_batch_tokens_setting, encoder.provider)
+    return warm_up(session, encoder.provider, warm_up_shapes(budget, encoder.max_length, max_batch_size))

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         description="Serve the dynamic-int8 query encoder (query.int8.onnx, made by `export --int8`): faster on "
         "CPU, small quality cost (see docs/encoders.md).",
     )
+    use_fp16: bool = Field(
+        False,
+        description="Serve the fp16 query encoder (query.fp16.onnx, made by bench/gpu_checks.py --write-fp16) "
+        "on CUDA; unverified on a GPU so far (see docs/encoders.md).",
+    )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="ONNX Runtime graph optimization level of the query encoder session."
     )
@@ -147,6 +152,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{ENV_PREFIX}DEFAULT_K={self.default_k} is above {ENV_PREFIX}MAX_K={self.max_k}"
             )
+        if self.use_int8 and self.use_fp16:
+            raise ValueError(f"{ENV_PREFIX}USE_INT8 and {ENV_PREFIX}USE_FP16 are exclusive: choose one graph variant")
         if self.max_batch_queries > self.queue_limit:
             # A batch request is admitted whole or not at all, so it must fit in the queue.
             raise ValueError(
