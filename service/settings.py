@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.limits import limit_of
@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         description="Serve the relevance workbench (a static page that uses the public API) at `/`; false "
         "turns it off (`/` answers 404).",
     )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value):
+        # `SPLADE_API_KEY=` (e.g. compose's ${SPLADE_API_KEY:-}) means "no key", not "the empty key".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> Settings:

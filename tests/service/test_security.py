@@ -171,3 +171,9 @@ def test_a_chunked_body_over_the_limit_is_refused_without_being_read_whole(defau
     assert sent < total / 4, f"the client could push {sent} bytes before the refusal"
     assert after - before < 64 << 20, f"server memory grew by {(after - before) / 2**20:.0f} MiB"
     assert still_serving == 200
+
+
+def test_an_empty_key_setting_means_no_key():
+    # compose passes SPLADE_API_KEY=${SPLADE_API_KEY:-}: unset there must not become "the empty key".
+    assert Settings(api_key="").api_key is None
+    assert Settings(api_key="  ").public_dict()["api_key"] is None
