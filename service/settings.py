@@ -137,8 +137,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=10_000_000,
-        description="Most padded tokens (texts x longest text) in one encoder call; 0 = the device default "
-        "(CPU: 0 extra texts beyond the head, see docs/service.md; CUDA: 16384).",
+        description="Most padded tokens (texts x longest text, estimated) in one encoder call; 0 = the device "
+        "default: 256 on CPU, 16384 on CUDA (docs/service.md, \"Micro-batching policy\").",
     )
     ui: bool = Field(
         True,
