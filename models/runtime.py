@@ -14,7 +14,9 @@ import numpy as np
 
 from models import artifact
 from models.errors import ArtifactError
+from models.gpu import run_top_k
 from models.providers import RuntimeOptions, create_session
+from models.variants import fp16_name
 from models.sparse import SparseVector, heaviest_terms
 from models.tokenization import TokenizedBatch, load_tokenizer, tokenize
 
@@ -109,6 +111,13 @@ class OnnxEncoder(SparseEncoder):
                 raise ArtifactError(
                     f"{artifact_dir / onnx_name} is missing: use_int8 needs an artifact exported with --int8"
                 )
+        if options.use_fp16:
+            onnx_name = fp16_name(onnx_name)
+            if not (artifact_dir / onnx_name).is_file():
+                raise ArtifactError(
+                    f"{artifact_dir / onnx_name} is missing: use_fp16 needs models.fp16.add_fp16_variants "
+                    "(bench/gpu_checks.py --write-fp16)"
+                )
         self.onnx_path = artifact_dir / onnx_name
         self.options = options
         self.session, self.provider = create_session(self.onnx_path, options)
@@ -125,9 +134,11 @@ class OnnxEncoder(SparseEncoder):
         step = self.rows_per_call(batch.input_ids.shape[1] if len(batch) else 0)
         for start in range(0, len(batch), step):
             chunk = batch.rows(start, start + step)
-            term_ids, weights = self.session.run(
-                ["term_ids", "weights"],
+            # On CUDA through IO binding: only the top-k pairs come back to the host (models/gpu.py).
+            term_ids, weights = run_top_k(
+                self.session,
                 {"input_ids": chunk.input_ids, "attention_mask": chunk.attention_mask, "top_k": top_k},
+                self.provider,
             )
             for row_ids, row_weights in zip(term_ids, weights):
                 # Weights come sorted descending, so the non-zero ones are a prefix.

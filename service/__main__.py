@@ -12,6 +12,7 @@ import sys
 
 import uvicorn
 
+from service.shutdown import DrainingServer
 from service.options import name_flags, overrides_from_argv
 from service.settings import SettingsError, load_settings
 
@@ -39,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings, on_startup_failure=stop_on_failure)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
-        lifespan="on", timeout_graceful_shutdown=10,
+        lifespan="on", timeout_graceful_shutdown=settings.drain_timeout_s,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, on_drain=app.state.service.start_draining)
     server.run()
     if failures:
         exc = failures[0]

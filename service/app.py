@@ -22,14 +22,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from collections.abc import Callable
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 from engine import STAGES, InvalidQueryError, SearchResult, Searcher, StageTimes
 from engine import scorers as engine_scorers
+from models.variants import served_graph
 from service.errors import NotReadyError, install_error_handlers
 from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
+from service.batch_policy import warm_up_batch_shapes
+from service.security import ApiKeyAuth, install_edge
 from service.schemas import BatchSearchResponse, ErrorResponse, Health, Info, SearchResponse, request_models
 from service.settings import Settings, load_settings
 from service.workbench import install_workbench
@@ -41,6 +44,8 @@ _STARTED_KEY = "splade_started"
 
 _ERRORS = {
     400: {"model": ErrorResponse, "description": "Malformed JSON."},
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key (only when SPLADE_API_KEY is set)."},
+    413: {"model": ErrorResponse, "description": "The body is over SPLADE_MAX_BODY_BYTES (the limit is in details)."},
     422: {"model": ErrorResponse, "description": "Invalid request: the details name the field and the limit."},
     503: {"model": ErrorResponse, "description": "Not ready yet, or the queue is full (see Retry-After)."},
     504: {"model": ErrorResponse, "description": "The search did not finish within the request timeout."},
@@ -64,6 +69,7 @@ def runtime_options(settings: Settings):
 
     return RuntimeOptions(device=settings.device, intra_op_threads=settings.intra_op_threads,
                           graph_optimization=settings.graph_optimization, use_int8=settings.use_int8,
+                          use_fp16=settings.use_fp16,
                           allow_spinning=settings.allow_spinning)
 
 
@@ -75,6 +81,12 @@ class ServiceState:
         self.metrics = ServiceMetrics()
         self.pipeline: QueryPipeline | None = None
         self.failure: str | None = None
+        # Later routes that need the key (writes, reload) depend on this same object.
+        self.auth = ApiKeyAuth(settings.api_key.get_secret_value() if settings.api_key else None)
+        self.draining = False  # set on SIGTERM (service/shutdown.py): readiness fails while requests finish
+
+    def start_draining(self) -> None:
+        self.draining = True
 
     def require_pipeline(self) -> QueryPipeline:
         if self.pipeline is not None:
@@ -166,6 +178,8 @@ def create_app(
             loaded = searcher or await loop.run_in_executor(None, searcher_factory, settings)
             started = time.perf_counter()
             await loop.run_in_executor(None, loaded.warm_up)
+            await loop.run_in_executor(None, warm_up_batch_shapes, loaded.encoder,
+                                       settings.encoder_max_batch_tokens, settings.encoder_max_batch_size)
             pipeline = QueryPipeline(loaded, settings, state.metrics)
             pipeline.start()
             encoder, index = loaded.encoder, loaded.index
@@ -209,9 +223,11 @@ def create_app(
     )
     app.state.service = state
     install_error_handlers(app)
-    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    install_edge(app, max_body_bytes=settings.max_body_bytes, cors=settings.cors_origins)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)  # outermost: it also counts 413s
+    protected = [Depends(state.auth)]
 
-    @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
+    @app.post("/search", response_model=SearchResponse, responses=_ERRORS, dependencies=protected)
     async def search(body: SearchRequest, request: Request) -> Response:
         """Search with a query text or a raw sparse vector; stage timings also in `Server-Timing`."""
         started = request.state.splade_started
@@ -220,7 +236,7 @@ def create_app(
         payload = render_result(result, body.include_text, body.explain)
         return _json(payload, {"Server-Timing": _server_timing(payload["timings_ms"])})
 
-    @app.post("/search/batch", response_model=BatchSearchResponse, responses=_ERRORS)
+    @app.post("/search/batch", response_model=BatchSearchResponse, responses=_ERRORS, dependencies=protected)
     async def search_batch(body: BatchSearchRequest, request: Request) -> Response:
         """Many searches in one call; their texts are encoded together."""
         started = request.state.splade_started
@@ -246,11 +262,13 @@ def create_app(
 
     @app.get("/readyz", response_model=Health, responses={503: _ERRORS[503]})
     async def readyz() -> Response:
-        """The model and index are loaded and warm."""
+        """The model and index are loaded and warm, and the service is not shutting down."""
+        if state.draining:
+            raise NotReadyError("the service is shutting down", headers={"Retry-After": "1"})
         state.require_pipeline()
         return _json({"status": "ready"})
 
-    @app.get("/info", response_model=Info, responses={503: _ERRORS[503]})
+    @app.get("/info", response_model=Info, responses={503: _ERRORS[503]}, dependencies=protected)
     async def info() -> Response:
         """Model and index manifests, execution provider, the scorers the index serves, and settings."""
         pipeline = state.require_pipeline()
@@ -262,6 +280,7 @@ def create_app(
                     "model": encoder.manifest,
                     "index": snapshot.index.manifest,
                     "provider": encoder.provider,
+                    "encoder": served_graph(encoder.manifest, getattr(encoder, "onnx_path", None)),
                     "scorers": {
                         "default": snapshot.default_scorer,
                         "available": snapshot.choices,

@@ -3,6 +3,8 @@
 The event loop only queues and wakes; the batch function runs in the executor it is given. Rules:
 - a batch is dispatched when it is full (`max_batch_size`) or its oldest item has waited `max_wait_s`;
   while one batch runs, newcomers queue, so batches grow with load without adding idle waiting;
+- with a `cost` function and `max_batch_cost`, a batch also stops before its padded cost (items x the
+  largest item cost, e.g. padded tokens) would exceed the budget; the head item always goes, alone if need be;
 - one batch runs at a time (the encoder parallelises inside a call; two calls would only contend);
 - at most `queue_limit` items wait: `submit` raises `QueueFull` at once beyond that (the caller answers
   503 + Retry-After), so a burst cannot build an unbounded backlog;
@@ -67,6 +69,8 @@ class MicroBatcher(Generic[T, R]):
         queue_limit: int,
         executor: Executor,
         on_batch: Callable[[int], None] | None = None,
+        cost: Callable[[T], int] | None = None,
+        max_batch_cost: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if max_batch_size < 1 or queue_limit < 1 or max_wait_s < 0:
@@ -77,6 +81,8 @@ class MicroBatcher(Generic[T, R]):
         self._queue_limit = queue_limit
         self._executor = executor
         self._on_batch = on_batch
+        self._cost = cost
+        self._max_batch_cost = max_batch_cost if cost is not None else None
         self._clock = clock
         self._queue: deque[_Entry] = deque()
         self._pending = 0
@@ -191,10 +197,17 @@ class MicroBatcher(Generic[T, R]):
     def _take_batch(self) -> list[_Entry]:
         batch: list[_Entry] = []
         now = self._clock()
+        widest = 0  # the largest item cost in the batch: padding makes every item cost that much
         while self._queue and len(batch) < self._max_batch_size:
             entry = self._queue.popleft()
             if not entry.queued:
                 continue
+            if self._max_batch_cost is not None and not entry.future.done():
+                cost = max(widest, self._cost(entry.item))
+                if batch and cost * (len(batch) + 1) > self._max_batch_cost:
+                    self._queue.appendleft(entry)  # over the budget: it heads the next batch
+                    break
+                widest = cost
             self._release(entry)
             if entry.future.done():
                 continue

@@ -6,7 +6,7 @@ exact without prometheus-client's multiprocess mode, which cannot serve gauges l
 """
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, Counter, Gauge, Histogram, Info, generate_latest
 
 from engine import STAGES, StageTimes
 
@@ -24,6 +24,8 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_resident_memory_bytes & co.: the soak test (load_tests/soak.py) watches memory through it.
+        ProcessCollector(registry=r)
         self.request_duration = Histogram(
             "splade_request_duration_seconds", "HTTP request duration by endpoint and status.",
             ("endpoint", "status"), buckets=STAGE_BUCKETS_S, registry=r,

@@ -20,6 +20,7 @@ from typing import Any
 
 from engine import (DeadlineExceededError, InvalidQueryError, OverloadedError, ScoredQuery, SearchOptions, SearchResult, Searcher,
                     Snapshot, SparseQuery, StageTimes)
+from service.batch_policy import batch_token_budget, estimated_tokens
 from service.batching import Batched, DeadlineExceeded, MicroBatcher, QueueFull
 from service.metrics import ServiceMetrics
 from service.recall_monitor import RecallMonitor
@@ -54,6 +55,9 @@ class QueryPipeline:
         self.metrics = metrics
         self._encode_pool = ThreadPoolExecutor(1, thread_name_prefix="splade-encode")
         self._score_pool = ThreadPoolExecutor(settings.score_threads, thread_name_prefix="splade-score")
+        encoder = searcher.encoder
+        self.batch_tokens = batch_token_budget(settings.encoder_max_batch_tokens, encoder.provider)
+        max_length = encoder.max_length
         self._batcher: MicroBatcher[PreparedQuery, EncodedText] = MicroBatcher(
             self._encode_texts,
             max_batch_size=settings.encoder_max_batch_size,
@@ -61,6 +65,8 @@ class QueryPipeline:
             queue_limit=settings.queue_limit,
             executor=self._encode_pool,
             on_batch=metrics.encoder_batch_size.observe,
+            cost=lambda job: estimated_tokens(job.text, max_length),
+            max_batch_cost=self.batch_tokens,
         )
         self.recall_monitor = RecallMonitor(searcher, metrics, settings.recall_sample_rate,
                                             settings.recall_queue_limit, settings.recall_window)

@@ -183,5 +183,7 @@ class Info(BaseModel):
     model: dict
     index: dict
     provider: str
+    # The served query graph: file, variant (fp32/int8/fp16/lookup) and its parity figures from the manifest.
+    encoder: dict | None = None
     scorers: ScorersInfo
     settings: dict

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.limits import limit_of
 
 ENV_PREFIX = "SPLADE_"
+SECRET_FIELDS = ("api_key",)  # shown as "set"/null by public_dict: /info and the start-up log
 
 
 class SettingsError(ValueError):
@@ -41,6 +42,11 @@ class Settings(BaseSettings):
         False,
         description="Serve the dynamic-int8 query encoder (query.int8.onnx, made by `export --int8`): faster on "
         "CPU, small quality cost (see docs/encoders.md).",
+    )
+    use_fp16: bool = Field(
+        False,
+        description="Serve the fp16 query encoder (query.fp16.onnx, made by bench/gpu_checks.py --write-fp16) "
+        "on CUDA; unverified on a GPU so far (see docs/encoders.md).",
     )
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="ONNX Runtime graph optimization level of the query encoder session."
@@ -117,11 +123,47 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="Log level of the service and uvicorn."
     )
+    api_key: SecretStr | None = Field(
+        None,
+        min_length=1,
+        description="When set, /search, /search/batch and /info require it as `Authorization: Bearer <key>` or "
+        "`X-API-Key: <key>` (else 401); /healthz, /readyz, /metrics and the page stay open. Never shown.",
+    )
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=1_073_741_824,
+        description="Largest request body accepted, in bytes; a larger one gets 413 before it is read whole.",
+    )
+    cors_origins: str = Field(
+        "",
+        description="Comma-separated origins allowed by CORS (`*` for any); empty = no CORS headers at all.",
+    )
+    drain_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM: readiness fails at once, then requests in flight get up to this long to "
+        "finish before the process exits 0.",
+    )
+    encoder_max_batch_tokens: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="Most padded tokens (texts x longest text, estimated) in one encoder call; 0 = the device "
+        "default: 256 on CPU, 16384 on CUDA (docs/service.md, \"Micro-batching policy\").",
+    )
     ui: bool = Field(
         True,
         description="Serve the relevance workbench (a static page that uses the public API) at `/`; false "
         "turns it off (`/` answers 404).",
     )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value):
+        # `SPLADE_API_KEY=` (e.g. compose's ${SPLADE_API_KEY:-}) means "no key", not "the empty key".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> Settings:
@@ -129,6 +171,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{ENV_PREFIX}DEFAULT_K={self.default_k} is above {ENV_PREFIX}MAX_K={self.max_k}"
             )
+        if self.use_int8 and self.use_fp16:
+            raise ValueError(f"{ENV_PREFIX}USE_INT8 and {ENV_PREFIX}USE_FP16 are exclusive: choose one graph variant")
         if self.max_batch_queries > self.queue_limit:
             # A batch request is admitted whole or not at all, so it must fit in the queue.
             raise ValueError(
@@ -138,8 +182,10 @@ class Settings(BaseSettings):
         return self
 
     def public_dict(self) -> dict:
-        """Every setting as JSON-ready values (there are no secrets to hide)."""
-        return self.model_dump(mode="json")
+        """Every setting as JSON-ready values; a secret shows only whether it is set, never its value."""
+        values = self.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+        values.update({name: ("set" if getattr(self, name) is not None else None) for name in SECRET_FIELDS})
+        return values
 
 
 def load_settings(**overrides) -> Settings:

@@ -16,6 +16,7 @@ from splade_client.async_client import AsyncClient
 from splade_client.client import Client
 from splade_client.errors import (
     ApiError,
+    AuthenticationError,
     InvalidRequestError,
     NotFoundError,
     NotReadyError,
@@ -30,6 +31,7 @@ from splade_client.retry import RetryPolicy
 
 __all__ = [
     "ApiError",
+    "AuthenticationError",
     "AsyncClient",
     "BatchSearchResult",
     "Client",

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from splade_client.errors import ApiError, SpladeConnectionError
 from splade_client.client import DEFAULT_BASE_URL, DEFAULT_LIMITS, DEFAULT_TIMEOUT_S
 from splade_client.models import BatchSearchResult, Health, Info, SearchResult
-from splade_client.bodies import BatchQuery, batch_body, search_body
+from splade_client.bodies import BatchQuery, batch_body, request_headers, search_body
 from splade_client.retry import Attempts, RetryPolicy
 
 
@@ -24,7 +24,7 @@ class AsyncClient:
 
     `retry` bounds how 503s (queue full, still loading) and refused connections are retried; 4xx never are.
     `timeout` is httpx's per-request timeout (seconds or an `httpx.Timeout`). `headers` are sent with every
-    request (e.g. for an authenticating proxy: the service itself has no authentication).
+    request; `api_key` is sent as `Authorization: Bearer <key>` (the service's SPLADE_API_KEY).
     `transport` is httpx's, e.g. `httpx.ASGITransport(app)` to call an app in-process.
     """
 
@@ -35,12 +35,14 @@ class AsyncClient:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy | None = None,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
         limits: httpx.Limits = DEFAULT_LIMITS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.retry = retry if retry is not None else RetryPolicy()
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers, limits=limits,
-                                  transport=transport)
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout,
+                                       headers=request_headers(headers, api_key), limits=limits,
+                                       transport=transport)
 
     @property
     def base_url(self) -> str:

@@ -39,3 +39,11 @@ def batch_body(queries: Iterable[BatchQuery], **defaults: Any) -> dict[str, Any]
         own = {"query": item} if isinstance(item, str) else dict(item)
         body.append(search_body(**{**shared, **own}))
     return {"queries": body}
+
+
+def request_headers(headers: Mapping[str, str] | None, api_key: str | None) -> dict[str, str]:
+    """`headers` plus `Authorization: Bearer <api_key>` when a key is given (the service's SPLADE_API_KEY)."""
+    merged = dict(headers or {})
+    if api_key is not None:
+        merged["Authorization"] = f"Bearer {api_key}"
+    return merged

@@ -76,6 +76,10 @@ class ApiError(SpladeClientError):
         return self
 
 
+class AuthenticationError(ApiError):
+    """401: the service has an API key and the client sent none or a wrong one (`api_key=`); never retried."""
+
+
 class InvalidRequestError(ApiError):
     """400/422: the request is wrong (a field out of range, unknown token, malformed JSON); never retried."""
 
@@ -101,6 +105,7 @@ class RequestTimeoutError(ApiError):
 
 
 _CLASS_BY_TYPE = {
+    "unauthorized": AuthenticationError,
     "validation_error": InvalidRequestError,
     "malformed_json": InvalidRequestError,
     "queue_full": QueueFullError,
@@ -109,7 +114,7 @@ _CLASS_BY_TYPE = {
     "not_found": NotFoundError,
     "method_not_allowed": NotFoundError,
 }
-_CLASS_BY_STATUS = {400: InvalidRequestError, 404: NotFoundError, 405: NotFoundError, 422: InvalidRequestError,
+_CLASS_BY_STATUS = {400: InvalidRequestError, 401: AuthenticationError, 404: NotFoundError, 405: NotFoundError, 422: InvalidRequestError,
                     503: ServiceUnavailableError, 504: RequestTimeoutError}
 
 
