@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from index_builder import build, encode, verify
+from index_builder import bm25_part, build, encode, verify
 from index_builder.corpus import CorpusError
 from engine.errors import IndexFormatError
 from engine.impacts import QuantizationRangeError
@@ -14,6 +14,7 @@ VERBS = {
     "build": (build, "build an index from a corpus (text or pre-encoded vectors)"),
     "encode": (encode, "encode a corpus into a vectors JSONL file"),
     "verify": (verify, "open and validate an index"),
+    "bm25": (bm25_part, "add (or rebuild) the BM25 field of an existing index"),
 }
 
 

@@ -20,8 +20,10 @@ from typing import Any
 
 from engine import (DeadlineExceededError, InvalidQueryError, OverloadedError, ScoredQuery, SearchOptions, SearchResult, Searcher,
                     Snapshot, SparseQuery, StageTimes)
+from engine.hybrid import check_mode
 from service.batching import Batched, DeadlineExceeded, MicroBatcher, QueueFull
 from service.metrics import ServiceMetrics
+from service.hybrid_options import hybrid_options
 from service.settings import Settings
 
 
@@ -75,7 +77,7 @@ class QueryPipeline:
     def prepare(self, request: Any, field_prefix: str = "") -> PreparedQuery:
         max_terms = self.searcher.resolve_max_terms(request.query_max_terms)
         options = SearchOptions(request.k, max_terms, request.include_text, request.explain,
-                                request.scorer, request.scorer_options)
+                                request.scorer, request.scorer_options, *hybrid_options(self.searcher, request))
         sparse = None
         if request.vector is not None:
             sparse = self.searcher.vector_query(request.vector, max_terms, field_name=f"{field_prefix}vector")
@@ -143,7 +145,8 @@ class QueryPipeline:
             self.metrics.query_terms.observe(len(sparse))
             self.metrics.postings_traversed.observe(outcome.postings_traversed)
             terms = self.searcher.query_terms(sparse) if p.options.explain else None
-            results.append(SearchResult(sparse, outcome.hits, outcome.scorer, outcome.stats, p.times, terms))
+            results.append(SearchResult(sparse, outcome.hits, outcome.scorer, outcome.stats, p.times, terms,
+                                        outcome.mode))
         return results
 
     def _timed_out(self) -> DeadlineExceededError:
@@ -164,12 +167,13 @@ class QueryPipeline:
     def _score(self, query: SparseQuery, p: PreparedQuery) -> ScoredQuery:
         if time.perf_counter() >= p.deadline:
             raise DeadlineExceeded()
-        return self.searcher.score(p.snapshot, query, p.options)
+        return self.searcher.score_mode(p.snapshot, query, p.text, p.options)
 
 
 def _check_scorer(snapshot: Snapshot, p: PreparedQuery) -> None:
     """The requested scorer is served by this snapshot's index and its options are within their limits."""
     try:
         snapshot.scorer(p.options.scorer).resolve_options(p.options.scorer_options)
+        check_mode(snapshot.index, p.options.mode, p.text is not None)
     except InvalidQueryError as exc:
         raise InvalidQueryError(p.field_prefix + exc.field, exc.message, exc.limit) from None

@@ -56,6 +56,24 @@ class Settings(BaseSettings):
         description="Scorer used when a request names none; unset = the one the index manifest names "
         "(`exact` for every index today). Must be a scorer the index can serve.",
     )
+    mode: Literal["splade", "bm25", "hybrid"] = Field(
+        "splade",
+        description="Query mode when a request names none: the SPLADE field, the BM25 field, or both fused "
+        "(bm25 and hybrid need an index with the BM25 field; docs/hybrid.md).",
+    )
+    fusion: Literal["rrf", "linear"] = Field(
+        "rrf",
+        description="Hybrid fusion when a request names none: reciprocal rank fusion or a normalized linear "
+        "combination (chosen on SciFact's train queries: docs/hybrid.md).",
+    )
+    fusion_normalization: Literal["minmax", "zscore"] = Field(
+        "minmax", description="Score normalization of the linear fusion when a request names none."
+    )
+    fusion_rank_constant: float = Field(
+        60.0, ge=0, le=1e6, description="RRF rank constant: a hit at rank r adds weight / (constant + r)."
+    )
+    fusion_weight_splade: float = Field(1.0, ge=0, le=1e6, description="Hybrid weight of the SPLADE list.")
+    fusion_weight_bm25: float = Field(1.0, ge=0, le=1e6, description="Hybrid weight of the BM25 list.")
     default_k: int = Field(10, ge=1, description="Hits returned when a request gives no `k`.")
     max_k: int = Field(1000, ge=1, le=100_000, description="Largest `k` a request may ask for.")
     max_query_terms: int = Field(
@@ -116,6 +134,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{ENV_PREFIX}DEFAULT_K={self.default_k} is above {ENV_PREFIX}MAX_K={self.max_k}"
             )
+        if self.fusion_weight_splade <= 0 and self.fusion_weight_bm25 <= 0:
+            raise ValueError(f"{ENV_PREFIX}FUSION_WEIGHT_SPLADE and {ENV_PREFIX}FUSION_WEIGHT_BM25 are both 0")
         if self.max_batch_queries > self.queue_limit:
             # A batch request is admitted whole or not at all, so it must fit in the queue.
             raise ValueError(
