@@ -1,11 +1,13 @@
 r"""`python -m index_builder build`: corpus -> encoded, pruned, quantized, inverted index, written atomically.
 
     python -m index_builder build --model data/models/splade-tiny --corpus corpus.jsonl --out data/indexes/x \
-        [--doc-max-terms N] [--max-length L] [--batch-size B] [--impact-bits 8|16] [--memory-budget-mb M]
+        [--doc-max-terms N] [--max-length L] [--batch-size B] [--impact-bits 8|16] [--memory-budget-mb M] \
+        [--no-bm25] [--bm25-k1 K1] [--bm25-b B]
 
 The corpus is a BEIR folder, a JSONL/TSV of (id, text), or pre-encoded vectors JSONL (see corpus.py). Documents
 keep corpus order: document number i is the i-th document. Duplicate ids are an error (naming the id and both
 positions); documents whose text is empty are kept (id and store) with no postings, counted in the manifest.
+The BM25 field (an optional part, docs/hybrid.md) is built from the same texts unless --no-bm25 is given.
 """
 from __future__ import annotations
 
