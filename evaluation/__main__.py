@@ -22,7 +22,7 @@ from pathlib import Path
 from engine import EngineError, Searcher
 from evaluation.beir import EvaluationInputError
 from engine.fusion import METHODS, NORMALIZATIONS, FusionSpec, parse_weights
-from evaluation.modes import (FUSION_DEFAULTS, MODE_NAMES, evaluate_modes, format_modes, format_tuning, parse_modes,
+from evaluation.modes import (MODE_NAMES, evaluate_modes, format_modes, format_tuning, parse_modes,
                               tune_fusion)
 from evaluation.run import evaluate, format_report
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.tune_fusion and args.split == "test":
             raise EvaluationInputError("--tune-fusion: choose fusion settings on another split (e.g. --split train),"
                                        " never on the test queries")
-        fusion = FusionSpec(**FUSION_DEFAULTS).with_overrides(
+        fusion = FusionSpec().with_overrides(
             args.fusion, parse_weights(args.fusion_weights) if args.fusion_weights else None, args.normalization,
             args.rank_constant).checked()
         modes = parse_modes(args.modes) if args.modes else None

@@ -29,10 +29,6 @@ from engine.fusion import FusionSpec, Ranked, fuse, retriever_depth
 from evaluation.beir import EvaluationInputError, read_qrels, read_queries
 from evaluation.run import MEASURES
 
-# The service's default fusion (service.settings SPLADE_FUSION_*), chosen with --tune-fusion on SciFact's train
-# queries (docs/hybrid.md); kept here too because evaluation does not import the service.
-FUSION_DEFAULTS = {"method": "rrf", "weights": {"splade": 1.0, "bm25": 1.0}, "normalization": "minmax",
-                   "rank_constant": 60.0}
 MODE_NAMES = ("splade", "bm25", "hybrid", "hybrid-rrf", "hybrid-linear", "hybrid-linear-zscore")
 
 
@@ -190,7 +186,7 @@ def tune_fusion(searcher: Searcher, beir_folder: Path, split: str, k: int = 10, 
     return results
 
 
-def format_tuning(results: list[tuple[FusionSpec, dict[str, float]]], split: str, top: int = 15) -> str:
+def format_tuning(results: list[tuple[FusionSpec, dict[str, float]]], split: str, top: int = 100) -> str:
     lines = [f"fusion grid on split {split!r} (k=10), best {min(top, len(results))} of {len(results)} by nDCG@10:",
              "| fusion | bm25 weight (splade 1) | rank constant / normalization | nDCG@10 | RR@10 |",
              "|---|---|---|---|---|"]

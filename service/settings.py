@@ -62,18 +62,18 @@ class Settings(BaseSettings):
         "(bm25 and hybrid need an index with the BM25 field; docs/hybrid.md).",
     )
     fusion: Literal["rrf", "linear"] = Field(
-        "rrf",
+        "linear",
         description="Hybrid fusion when a request names none: reciprocal rank fusion or a normalized linear "
         "combination (chosen on SciFact's train queries: docs/hybrid.md).",
     )
     fusion_normalization: Literal["minmax", "zscore"] = Field(
-        "minmax", description="Score normalization of the linear fusion when a request names none."
+        "zscore", description="Score normalization of the linear fusion when a request names none."
     )
     fusion_rank_constant: float = Field(
         60.0, ge=0, le=1e6, description="RRF rank constant: a hit at rank r adds weight / (constant + r)."
     )
     fusion_weight_splade: float = Field(1.0, ge=0, le=1e6, description="Hybrid weight of the SPLADE list.")
-    fusion_weight_bm25: float = Field(1.0, ge=0, le=1e6, description="Hybrid weight of the BM25 list.")
+    fusion_weight_bm25: float = Field(2.0, ge=0, le=1e6, description="Hybrid weight of the BM25 list.")
     default_k: int = Field(10, ge=1, description="Hits returned when a request gives no `k`.")
     max_k: int = Field(1000, ge=1, le=100_000, description="Largest `k` a request may ask for.")
     max_query_terms: int = Field(

@@ -20,7 +20,7 @@ async def test_info_lists_modes_and_the_default_fusion(in_process):
     async with in_process() as client:
         info = (await client.get("/info")).json()
     assert info["modes"] == ["splade", "bm25", "hybrid"]
-    assert info["fusion"]["default"]["fusion"] == "rrf"
+    assert info["fusion"]["default"]["fusion"] == "linear" and info["fusion"]["default"]["normalization"] == "zscore"
     assert set(info["fusion"]["default"]["fusion_weights"]) == {"splade", "bm25"}
     assert info["settings"]["mode"] == "splade" and "bm25" in info["index"]["parts"]
 
@@ -147,13 +147,13 @@ async def test_hybrid_on_an_index_without_bm25_is_422_naming_mode(service_settin
 
 
 async def test_the_server_default_mode_is_a_setting(service_settings, serve_app, index_without_bm25):
-    app = create_app(service_settings(mode="hybrid", fusion="linear", fusion_weight_bm25=2.0),
+    app = create_app(service_settings(mode="hybrid", fusion="rrf", fusion_weight_bm25=3.0),
                      searcher_factory=open_searcher)
     async with serve_app(app) as client:
         info = (await client.get("/info")).json()
         body = (await client.post("/search", json={"query": "protein folding", "k": 3})).json()
-    assert info["modes"][0] == "hybrid" and info["fusion"]["default"]["fusion"] == "linear"
-    assert info["fusion"]["default"]["fusion_weights"]["bm25"] == 2.0 and body["mode"] == "hybrid"
+    assert info["modes"][0] == "hybrid" and info["fusion"]["default"]["fusion"] == "rrf"
+    assert info["fusion"]["default"]["fusion_weights"]["bm25"] == 3.0 and body["mode"] == "hybrid"
     failures: list[BaseException] = []
     app = create_app(service_settings(index_dir=index_without_bm25, mode="bm25"), searcher_factory=open_searcher,
                      on_startup_failure=failures.append)
@@ -173,3 +173,10 @@ def test_searcher_mode_options_reach_the_engine(searcher):
         sparse = searcher.encode_texts(["protein folding"]).queries[0]
         scored = searcher.score_mode(snapshot, sparse, "protein folding", SearchOptions(k=3, mode="bm25"))
     assert scored.mode == "bm25" and len(scored.hits) == 3
+
+
+def test_the_settings_defaults_are_the_engines_fusion_defaults():
+    from service.hybrid_options import fusion_from_settings
+    from service.settings import Settings
+
+    assert fusion_from_settings(Settings()) == FusionSpec()
