@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import bm25, fusion
+from engine import bm25, fusion, query_pruning, two_phase
 from engine.errors import InvalidQueryError
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
@@ -46,9 +46,9 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     from engine.searcher import ScoredQuery
 
     mode = check_mode(snapshot.index, options.mode or searcher.mode, text is not None)
+    query = query_pruning.prune(query, options.query_weight_mass, options.query_weight_ratio)
     if mode == "splade":
-        scored = searcher.score(snapshot, query, options)
-        return dataclasses.replace(scored, mode="splade")
+        return dataclasses.replace(_splade(searcher, snapshot, query, options), mode="splade")
     started = time.perf_counter()
     field = bm25.field_of(snapshot.index)
     bm25_query = field.query(text)
@@ -61,8 +61,8 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     spec = (options.fusion or searcher.fusion).checked()
     k = _k(options.k)
     depth = fusion.retriever_depth(k, snapshot.index.num_documents)
-    learned = searcher.score(snapshot, query, dataclasses.replace(options, k=depth, include_text=False,
-                                                                  explain=False, mode="splade"))
+    learned = _splade(searcher, snapshot, query, dataclasses.replace(options, k=depth, include_text=False,
+                                                                     explain=False, mode="splade"))
     lists = {"splade": fusion.Ranked(*_arrays(learned.hits))}
     docs, scores, postings = field.search(bm25_query, depth)
     lists["bm25"] = fusion.Ranked(docs, scores)
@@ -74,6 +74,20 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
         hit.subqueries = {name: _subquery(ranks[name].get(hit.doc_number)) for name in lists}
     stats = {"postings_traversed": learned.postings_traversed + postings}
     return ScoredQuery(hits, learned.scorer, stats, time.perf_counter() - started, "hybrid")
+
+
+def _splade(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, options: SearchOptions) -> ScoredQuery:
+    """The SPLADE field's answer: the scorer's, or two-phase (engine.two_phase) when the request asks for it."""
+    if options.two_phase_ratio is None:
+        return searcher.score(snapshot, query, options)
+    from engine.searcher import ScoredQuery
+
+    started = time.perf_counter()
+    docs, scores, stats, bound = two_phase.search(snapshot, query, _k(options.k), options.two_phase_ratio,
+                                                  options.scorer, options.scorer_options)
+    hits = _hits(searcher, snapshot, docs.tolist(), scores.tolist(), options,
+                 lambda doc: searcher.contributions(snapshot.index, doc, query))
+    return ScoredQuery(hits, bound.name, stats, time.perf_counter() - started)
 
 
 def _k(k) -> int:

@@ -53,6 +53,9 @@ class SearchOptions:
     scorer_options: Mapping[str, Any] | None = None
     mode: str | None = None               # "splade" | "bm25" | "hybrid" (engine.hybrid); None: the searcher's
     fusion: FusionSpec | None = None      # hybrid only; None: the searcher's
+    query_weight_mass: float | None = None   # engine.query_pruning: keep this share of the query's weight
+    query_weight_ratio: float | None = None  # engine.query_pruning: drop terms below this ratio of the heaviest
+    two_phase_ratio: float | None = None     # engine.two_phase: candidates from terms >= ratio x heaviest, rescored
 
 
 @dataclass(slots=True)

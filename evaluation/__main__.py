@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fusion-weights", default=None, help="hybrid weights, e.g. splade=1,bm25=0.5")
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default=None, help="linear fusion normalization")
     parser.add_argument("--rank-constant", type=float, default=None, help="RRF rank constant (60)")
+    parser.add_argument("--query-weight-mass", type=float, default=None,
+                        help="query pruning: keep the heaviest terms holding this share of the weight (with --modes)")
+    parser.add_argument("--query-weight-ratio", type=float, default=None,
+                        help="query pruning: drop terms lighter than this ratio of the heaviest (with --modes)")
+    parser.add_argument("--two-phase-ratio", type=float, default=None,
+                        help="two-phase: candidates from terms >= ratio x heaviest, rescored with all (with --modes)")
     parser.add_argument("--tune-fusion", action="store_true",
                         help="report the fusion grid on --split (refused on the test split)")
     args = parser.parse_args(argv)
@@ -73,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if modes:
             figures = evaluate_modes(searcher, args.beir, args.split, modes, args.depth, args.query_max_terms,
-                                     args.batch_size, args.scorer, fusion)
+                                     args.batch_size, args.scorer, fusion, args.query_weight_mass,
+                                     args.query_weight_ratio, args.two_phase_ratio)
             print(format_modes(figures))
             if args.json:
                 args.json.write_text(json.dumps(asdict(figures), indent=1) + "\n", encoding="utf-8")

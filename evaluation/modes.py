@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import SearchOptions, Searcher
+from engine import SearchOptions, Searcher, query_pruning
 from engine.fusion import FusionSpec, Ranked, fuse, retriever_depth
 from evaluation.beir import EvaluationInputError, read_qrels, read_queries
 from evaluation.run import MEASURES
@@ -71,6 +71,7 @@ class ModesEvaluation:
     encode_ms_per_query: float
     modes: list[ModeFigures] = field(default_factory=list)
     index: dict = field(default_factory=dict)
+    query_pruning: dict = field(default_factory=dict)
 
 
 def _judged(beir_folder: Path, split: str) -> tuple[dict, dict[str, str], list[str]]:
@@ -89,8 +90,11 @@ def _measure(qrels: dict, run: dict) -> dict[str, float]:
 
 def evaluate_modes(searcher: Searcher, beir_folder: Path, split: str, modes: list[str], depth: int = 1000,
                    query_max_terms: int | None = None, batch_size: int = 32, scorer: str | None = None,
-                   fusion: FusionSpec | None = None) -> ModesEvaluation:
+                   fusion: FusionSpec | None = None, query_weight_mass: float | None = None,
+                   query_weight_ratio: float | None = None, two_phase_ratio: float | None = None) -> ModesEvaluation:
+    query_pruning.check(query_weight_mass, query_weight_ratio, two_phase_ratio=two_phase_ratio)
     qrels, queries, query_ids = _judged(beir_folder, split)
+    terms: list[int] = []
     base = (fusion or searcher.fusion).checked()
     plans = {name: mode_options(name, base) for name in modes}
     runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in modes}
@@ -104,15 +108,23 @@ def evaluate_modes(searcher: Searcher, beir_folder: Path, split: str, modes: lis
             encoded = searcher.encode_texts([queries[q] for q in ids], query_max_terms)
             encode_seconds += time.perf_counter() - t0
             for query_id, sparse in zip(ids, encoded.queries):
+                terms.append(len(query_pruning.prune(sparse, query_weight_mass, query_weight_ratio)))
                 for name, (mode, spec) in plans.items():
-                    options = SearchOptions(k=depth, scorer=scorer, mode=mode, fusion=spec)
+                    options = SearchOptions(k=depth, scorer=scorer, mode=mode, fusion=spec,
+                                            query_weight_mass=query_weight_mass,
+                                            query_weight_ratio=query_weight_ratio,
+                                            two_phase_ratio=two_phase_ratio)
                     scored = searcher.score_mode(snapshot, sparse, queries[query_id], options)
                     seconds[name].append(scored.score_s)
                     postings[name].append(scored.postings_traversed)
                     runs[name][query_id] = {hit.id: float(hit.score) for hit in scored.hits}
         index = snapshot.index
     result = ModesEvaluation(split, len(query_ids), depth, encode_seconds * 1000 / len(query_ids),
-                             index={"path": str(index.path), "documents": index.num_documents})
+                             index={"path": str(index.path), "documents": index.num_documents},
+                             query_pruning={"query_weight_mass": query_weight_mass,
+                                            "query_weight_ratio": query_weight_ratio,
+                                            "two_phase_ratio": two_phase_ratio,
+                                            "mean_splade_query_terms": float(np.mean(terms))})
     for name, (mode, spec) in plans.items():
         ms = np.array(seconds[name]) * 1000
         described = None if spec is None else {"fusion": spec.method, "weights": dict(spec.weights),
@@ -137,6 +149,7 @@ def format_modes(evaluation: ModesEvaluation) -> str:
         lines.append(f"| {row.mode} | {figures} | {row.score_ms_p50:.3f} / {row.score_ms_mean:.3f} / "
                      f"{row.score_ms_p99:.3f} | {fusion} |")
     lines.append("")
+    lines.append(f"query pruning {evaluation.query_pruning}")
     lines.append(f"split {evaluation.split}, {evaluation.queries} queries, top-{evaluation.depth}; latency per query: "
                  f"score as above (ms), encode {evaluation.encode_ms_per_query:.2f} ms (batched; bm25 needs none)")
     return "\n".join(lines)

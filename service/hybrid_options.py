@@ -6,6 +6,7 @@ from typing import Any
 
 from engine import Searcher
 from engine.fusion import METHODS, NORMALIZATIONS, FusionSpec
+from engine import query_pruning
 from engine.hybrid import available_modes
 
 
@@ -20,6 +21,16 @@ def hybrid_options(searcher: Searcher, request: Any) -> tuple[str, FusionSpec]:
         rank_constant=getattr(request, "rank_constant", None),
     ).checked()
     return mode, fusion
+
+
+def pruning_options(settings: Any, request: Any) -> tuple[float | None, float | None, float | None]:
+    """(query_weight_mass, query_weight_ratio, two_phase_ratio) of a request, within the server's limits
+    (engine.query_pruning, engine.two_phase)."""
+    mass, ratio = getattr(request, "query_weight_mass", None), getattr(request, "query_weight_ratio", None)
+    two_phase = getattr(request, "two_phase_ratio", None)
+    query_pruning.check(mass, ratio, settings.min_query_weight_mass, settings.max_query_weight_ratio,
+                        two_phase, settings.max_two_phase_ratio)
+    return mass, ratio, two_phase
 
 
 def fusion_from_settings(settings: Any) -> FusionSpec:

@@ -23,7 +23,7 @@ from engine import (DeadlineExceededError, InvalidQueryError, OverloadedError, S
 from engine.hybrid import check_mode
 from service.batching import Batched, DeadlineExceeded, MicroBatcher, QueueFull
 from service.metrics import ServiceMetrics
-from service.hybrid_options import hybrid_options
+from service.hybrid_options import hybrid_options, pruning_options
 from service.settings import Settings
 
 
@@ -77,7 +77,8 @@ class QueryPipeline:
     def prepare(self, request: Any, field_prefix: str = "") -> PreparedQuery:
         max_terms = self.searcher.resolve_max_terms(request.query_max_terms)
         options = SearchOptions(request.k, max_terms, request.include_text, request.explain,
-                                request.scorer, request.scorer_options, *hybrid_options(self.searcher, request))
+                                request.scorer, request.scorer_options, *hybrid_options(self.searcher, request),
+                                *pruning_options(self.settings, request))
         sparse = None
         if request.vector is not None:
             sparse = self.searcher.vector_query(request.vector, max_terms, field_name=f"{field_prefix}vector")

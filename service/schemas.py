@@ -61,6 +61,9 @@ class SearchRequestBase(BaseModel):
     fusion_weights: FusionWeights | None = None
     normalization: Literal["minmax", "zscore"] | None = None
     rank_constant: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
+    query_weight_mass: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    query_weight_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    two_phase_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
 
     @field_validator("query")
     @classmethod

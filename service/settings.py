@@ -74,6 +74,21 @@ class Settings(BaseSettings):
     )
     fusion_weight_splade: float = Field(1.0, ge=0, le=1e6, description="Hybrid weight of the SPLADE list.")
     fusion_weight_bm25: float = Field(2.0, ge=0, le=1e6, description="Hybrid weight of the BM25 list.")
+    min_query_weight_mass: float = Field(
+        0.5, gt=0, le=1,
+        description="Smallest `query_weight_mass` a request may ask for (keep the heaviest query terms holding "
+        "this share of the query's weight; docs/hybrid.md).",
+    )
+    max_query_weight_ratio: float = Field(
+        0.5, ge=0, le=1,
+        description="Largest `query_weight_ratio` a request may ask for (drop query terms lighter than this "
+        "ratio of the heaviest).",
+    )
+    max_two_phase_ratio: float = Field(
+        0.5, ge=0, le=1,
+        description="Largest `two_phase_ratio` a request may ask for (phase 1 retrieves max(10k, 100) candidates "
+        "with the terms of at least this ratio of the heaviest weight; phase 2 rescores them with every term).",
+    )
     default_k: int = Field(10, ge=1, description="Hits returned when a request gives no `k`.")
     max_k: int = Field(1000, ge=1, le=100_000, description="Largest `k` a request may ask for.")
     max_query_terms: int = Field(

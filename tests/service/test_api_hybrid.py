@@ -101,6 +101,10 @@ async def test_hybrid_in_a_batch_and_through_the_searcher(in_process, searcher):
     ({"fusion_weights": {"splade": 0.0, "bm25": 0.0}, "mode": "hybrid"}, "fusion_weights"),
     ({"fusion_weights": {"dense": 1.0}}, "fusion_weights.dense"),
     ({"rank_constant": -5}, "rank_constant"),
+    ({"query_weight_mass": 0.2}, "query_weight_mass"),  # below the server's SPLADE_MIN_QUERY_WEIGHT_MASS
+    ({"query_weight_mass": 0}, "query_weight_mass"),
+    ({"query_weight_ratio": 0.9}, "query_weight_ratio"),  # above SPLADE_MAX_QUERY_WEIGHT_RATIO
+    ({"two_phase_ratio": 0.9}, "two_phase_ratio"),  # above SPLADE_MAX_TWO_PHASE_RATIO
 ])
 async def test_bad_mode_and_fusion_requests_are_422_naming_the_field(in_process, body, field):
     async with in_process() as client:
@@ -180,3 +184,14 @@ def test_the_settings_defaults_are_the_engines_fusion_defaults():
     from service.settings import Settings
 
     assert fusion_from_settings(Settings()) == FusionSpec()
+
+
+async def test_query_pruning_options_over_http(in_process, searcher):
+    query = "Vitamin D deficiency increases the risk of cardiovascular disease"
+    async with in_process() as client:
+        pruned = (await client.post("/search", json={"query": query, "k": 5, "query_weight_ratio": 0.3,
+                                                     "explain": True})).json()
+        full = (await client.post("/search", json={"query": query, "k": 5, "explain": True})).json()
+    direct = searcher.search(query, k=5, query_max_terms=None)
+    assert [h["id"] for h in full["hits"]] == [h.id for h in direct.hits]
+    assert pruned["postings_traversed"] < full["postings_traversed"]
