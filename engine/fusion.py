@@ -93,32 +93,27 @@ def normalize(scores: np.ndarray, method: str) -> np.ndarray:
 
 
 def fuse(lists: Mapping[str, Ranked], spec: FusionSpec, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top-k (document numbers int64, fused scores float64) of the retrievers' lists."""
-    fused: dict[int, float] = {}
-    for name, ranked in lists.items():
+    """The top-k (document numbers int64, fused scores float64) of the retrievers' lists (numpy, no Python loop
+    per document: a hybrid query at k=1000 fuses two 2000-document lists)."""
+    nonempty = {name: r for name, r in lists.items() if len(r.doc_numbers)}
+    if not nonempty:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    all_docs, parts = [], []
+    for name, ranked in nonempty.items():
         weight = spec.weight(name)
-        docs = ranked.doc_numbers.tolist()
         if spec.method == "rrf":
-            contributions = [weight / (spec.rank_constant + rank) for rank in range(1, len(docs) + 1)]
+            values = weight / (spec.rank_constant + np.arange(1, len(ranked.doc_numbers) + 1, dtype=np.float64))
         else:
-            normalized = normalize(ranked.scores, spec.normalization)
-            contributions = (weight * normalized).tolist()
-        for doc, value in zip(docs, contributions):
-            fused[doc] = fused.get(doc, 0.0) + value
+            values = weight * normalize(ranked.scores, spec.normalization)
+        all_docs.append(np.asarray(ranked.doc_numbers, dtype=np.int64))
+        parts.append(values)
+    docs, inverse = np.unique(np.concatenate(all_docs), return_inverse=True)
+    scores = np.bincount(inverse, weights=np.concatenate(parts), minlength=len(docs))
     if spec.method == "linear":
         # A document missing from a list gets that list's lowest normalized value (see the module doc).
-        for name, ranked in lists.items():
-            if len(ranked.doc_numbers) == 0:
-                continue
-            floor = spec.weight(name) * float(normalize(ranked.scores, spec.normalization).min())
-            present = set(ranked.doc_numbers.tolist())
-            for doc in fused:
-                if doc not in present:
-                    fused[doc] += floor
-    if not fused:
-        return np.zeros(0, np.int64), np.zeros(0, np.float64)
-    docs = np.fromiter(fused.keys(), dtype=np.int64, count=len(fused))
-    scores = np.fromiter(fused.values(), dtype=np.float64, count=len(fused))
+        for (name, ranked), values in zip(nonempty.items(), parts):
+            missing = ~np.isin(docs, ranked.doc_numbers, assume_unique=True)
+            scores[missing] += float(values.min())
     order = np.lexsort((docs, -scores))[:k]
     return docs[order], scores[order]
 

@@ -76,9 +76,12 @@ class QueryPipeline:
 
     def prepare(self, request: Any, field_prefix: str = "") -> PreparedQuery:
         max_terms = self.searcher.resolve_max_terms(request.query_max_terms)
-        options = SearchOptions(request.k, max_terms, request.include_text, request.explain,
-                                request.scorer, request.scorer_options, *hybrid_options(self.searcher, request),
-                                *pruning_options(self.settings, request))
+        try:
+            options = SearchOptions(request.k, max_terms, request.include_text, request.explain,
+                                    request.scorer, request.scorer_options, *hybrid_options(self.searcher, request),
+                                    *pruning_options(self.settings, request))
+        except InvalidQueryError as exc:  # inside a batch, name the query too
+            raise InvalidQueryError(field_prefix + exc.field, exc.message, exc.limit) from None
         sparse = None
         if request.vector is not None:
             sparse = self.searcher.vector_query(request.vector, max_terms, field_name=f"{field_prefix}vector")

@@ -195,3 +195,17 @@ async def test_query_pruning_options_over_http(in_process, searcher):
     direct = searcher.search(query, k=5, query_max_terms=None)
     assert [h["id"] for h in full["hits"]] == [h.id for h in direct.hits]
     assert pruned["postings_traversed"] < full["postings_traversed"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"fusion_weights": {"splade": 0.0, "bm25": 0.0}, "mode": "hybrid"}, "queries[1].fusion_weights"),
+    ({"query_weight_mass": 0.2}, "queries[1].query_weight_mass"),
+    ({"vector": {"cell": 1.0}, "query": None, "mode": "hybrid"}, "queries[1].mode"),
+])
+async def test_batch_errors_name_the_query(in_process, body, field):
+    second = {"query": "cells", **body}
+    second = {key: value for key, value in second.items() if value is not None}
+    async with in_process() as client:
+        response = await client.post("/search/batch", json={"queries": [{"query": "a"}, second]})
+    error = assert_error_shape(response, 422, "validation_error")
+    assert error["details"][0]["field"] == field, error
