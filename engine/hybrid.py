@@ -61,9 +61,14 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     spec = (options.fusion or searcher.fusion).checked()
     k = _k(options.k)
     depth = fusion.retriever_depth(k, snapshot.index.num_documents)
-    learned = _splade(searcher, snapshot, query, dataclasses.replace(options, k=depth, include_text=False,
-                                                                     explain=False, mode="splade"))
-    lists = {"splade": fusion.Ranked(*_arrays(learned.hits))}
+    # The SPLADE list as arrays (no Hit objects or ids for the `depth` documents: that cost more than scoring).
+    if options.two_phase_ratio is None:
+        top, bound = snapshot.search(query, depth, options.scorer, options.scorer_options)
+        learned_docs, learned_scores, learned_stats = top.doc_numbers, top.scores, top.stats
+    else:
+        learned_docs, learned_scores, learned_stats, bound = two_phase.search(
+            snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options)
+    lists = {"splade": fusion.Ranked(learned_docs, learned_scores)}
     docs, scores, postings = field.search(bm25_query, depth)
     lists["bm25"] = fusion.Ranked(docs, scores)
     fused_docs, fused_scores = fusion.fuse(lists, spec, k)
@@ -72,8 +77,8 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
                  lambda doc: searcher.contributions(snapshot.index, doc, query))
     for hit in hits if options.explain else ():
         hit.subqueries = {name: _subquery(ranks[name].get(hit.doc_number)) for name in lists}
-    stats = {"postings_traversed": learned.postings_traversed + postings}
-    return ScoredQuery(hits, learned.scorer, stats, time.perf_counter() - started, "hybrid")
+    stats = {"postings_traversed": int(learned_stats.get("postings_traversed", 0)) + postings}
+    return ScoredQuery(hits, bound.name, stats, time.perf_counter() - started, "hybrid")
 
 
 def _splade(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, options: SearchOptions) -> ScoredQuery:
@@ -94,10 +99,6 @@ def _k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InvalidQueryError("k", f"must be a positive integer, got {k!r}", 1)
     return k
-
-
-def _arrays(hits: list[Hit]):
-    return (np.array([h.doc_number for h in hits], np.int64), np.array([h.score for h in hits], np.float32))
 
 
 def _subquery(found: tuple[int, float] | None) -> dict:
