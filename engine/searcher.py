@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from engine import hybrid
 from engine.errors import IncompatibleArtifactsError, InvalidQueryError, UnknownTokenError
+from engine.fusion import FusionSpec
 from engine.index_format import InvertedIndex, open_index
 from engine.query import SparseQuery, prune_query
 from engine.snapshot import ServedIndex, Snapshot
@@ -49,6 +51,11 @@ class SearchOptions:
     explain: bool = False
     scorer: str | None = None             # None: the snapshot's default
     scorer_options: Mapping[str, Any] | None = None
+    mode: str | None = None               # "splade" | "bm25" | "hybrid" (engine.hybrid); None: the searcher's
+    fusion: FusionSpec | None = None      # hybrid only; None: the searcher's
+    query_weight_mass: float | None = None   # engine.query_pruning: keep this share of the query's weight
+    query_weight_ratio: float | None = None  # engine.query_pruning: drop terms below this ratio of the heaviest
+    two_phase_ratio: float | None = None     # engine.two_phase: candidates from terms >= ratio x heaviest, rescored
 
 
 @dataclass(slots=True)
@@ -59,6 +66,7 @@ class Hit:
     title: str | None = None
     text: str | None = None
     contributions: dict[str, float] | None = None
+    subqueries: dict[str, dict] | None = None  # hybrid + explain: {"splade"|"bm25": {"score", "rank"}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,7 @@ class ScoredQuery:
     scorer: str
     stats: dict[str, int]
     score_s: float
+    mode: str = "splade"
 
     @property
     def postings_traversed(self) -> int:
@@ -81,6 +90,7 @@ class SearchResult:
     stats: dict[str, int]
     timings: StageTimes = field(default_factory=StageTimes)
     query_terms: list[tuple[str, float]] | None = None  # (token, weight) of `query`; None unless asked for
+    mode: str = "splade"
 
     @property
     def postings_traversed(self) -> int:
@@ -138,7 +148,7 @@ class Searcher:
     """Query encoder + served index + scorers. `max_query_terms` is the one query-term limit (None: no limit)."""
 
     def __init__(self, index: InvertedIndex | ServedIndex, encoder: Any, max_query_terms: int | None = None,
-                 scorer: str | None = None) -> None:
+                 scorer: str | None = None, mode: str = "splade", fusion: FusionSpec | None = None) -> None:
         served = index if isinstance(index, ServedIndex) else ServedIndex(index, scorer)
         check_compatible(served.current.index, encoder)
         if max_query_terms is not None and (isinstance(max_query_terms, bool) or max_query_terms < 1):
@@ -146,16 +156,20 @@ class Searcher:
         self.served = served
         self.encoder = encoder
         self.max_query_terms = max_query_terms
+        # The server's default query mode and fusion (engine.hybrid); checked against the index now.
+        self.mode = hybrid.check_mode(served.current.index, mode)
+        self.fusion = (fusion or FusionSpec()).checked()
 
     @classmethod
     def from_paths(cls, index_dir: str | Path, model_dir: str | Path, runtime_options: Any = None, *,
                    max_query_terms: int | None = None, query_max_length: int | None = None,
-                   verify_checksums: bool = False, scorer: str | None = None) -> Searcher:
+                   verify_checksums: bool = False, scorer: str | None = None, mode: str = "splade",
+                   fusion: FusionSpec | None = None) -> Searcher:
         from models.runtime import RuntimeOptions, load_query_encoder
 
         index = open_index(index_dir, verify_checksums=verify_checksums)
         encoder = load_query_encoder(model_dir, runtime_options or RuntimeOptions(), max_length=query_max_length)
-        return cls(index, encoder, max_query_terms=max_query_terms, scorer=scorer)
+        return cls(index, encoder, max_query_terms=max_query_terms, scorer=scorer, mode=mode, fusion=fusion)
 
     @property
     def index(self) -> InvertedIndex:
@@ -250,6 +264,11 @@ class Searcher:
             hits.append(hit)
         return ScoredQuery(hits, served_by, dict(top.stats), time.perf_counter() - started)
 
+    def score_mode(self, snapshot: Snapshot, query: SparseQuery, text: str | None,
+                   options: SearchOptions = SearchOptions()) -> ScoredQuery:
+        """`score` in the request's mode: splade (that path), bm25 (needs `text`) or hybrid (engine.hybrid)."""
+        return hybrid.score_mode(self, snapshot, query, text, options)
+
     def contributions(self, index: InvertedIndex, doc_number: int, query: SparseQuery) -> dict[str, float]:
         """Per query term, its part of the document's score (only the terms the document contains)."""
         parts: dict[str, float] = {}
@@ -267,20 +286,22 @@ class Searcher:
     # -- one call ----------------------------------------------------------------------------------------------
     def search(self, query: str | Mapping[str, float], k: int = 10, query_max_terms: int | None = None,
                include_text: bool = False, explain: bool = False, scorer: str | None = None,
-               scorer_options: Mapping[str, Any] | None = None) -> SearchResult:
+               scorer_options: Mapping[str, Any] | None = None, mode: str | None = None,
+               fusion: FusionSpec | None = None) -> SearchResult:
         return self.search_batch([query], k=k, query_max_terms=query_max_terms, include_text=include_text,
-                                 explain=explain, scorer=scorer, scorer_options=scorer_options)[0]
+                                 explain=explain, scorer=scorer, scorer_options=scorer_options, mode=mode,
+                                 fusion=fusion)[0]
 
     def search_batch(self, queries: Sequence[str | Mapping[str, float]], k: int = 10,
                      query_max_terms: int | None = None, include_text: bool = False, explain: bool = False,
-                     scorer: str | None = None, scorer_options: Mapping[str, Any] | None = None
-                     ) -> list[SearchResult]:
+                     scorer: str | None = None, scorer_options: Mapping[str, Any] | None = None,
+                     mode: str | None = None, fusion: FusionSpec | None = None) -> list[SearchResult]:
         """Texts are tokenized and encoded together; vectors are taken as they are. One snapshot for all."""
         started = time.perf_counter()
         for position, q in enumerate(queries):
             if not isinstance(q, (str, Mapping)):
                 raise InvalidQueryError(f"queries[{position}]", "must be a text or a {token: weight} mapping")
-        options = SearchOptions(k, query_max_terms, include_text, explain, scorer, scorer_options)
+        options = SearchOptions(k, query_max_terms, include_text, explain, scorer, scorer_options, mode, fusion)
         texts = [q for q in queries if isinstance(q, str)]
         encoded = self.encode_texts(texts, query_max_terms) if texts else EncodedTexts([], 0.0, 0.0)
         per_text = (encoded.tokenize_s / max(len(texts), 1), encoded.encode_s / max(len(texts), 1))
@@ -296,11 +317,11 @@ class Searcher:
                     t0 = time.perf_counter()
                     sparse = self.vector_query(q, query_max_terms)
                     times.encode = time.perf_counter() - t0
-                scored = self.score(snapshot, sparse, options)
+                scored = self.score_mode(snapshot, sparse, q if isinstance(q, str) else None, options)
                 times.score = scored.score_s
                 times.total = time.perf_counter() - started
                 results.append(SearchResult(sparse, scored.hits, scored.scorer, scored.stats, times,
-                                            self.query_terms(sparse)))
+                                            self.query_terms(sparse), scored.mode))
         return results
 
     def warm_up(self) -> None:
@@ -309,3 +330,5 @@ class Searcher:
         with self.acquire() as snapshot:
             for name in snapshot.choices:
                 self.score(snapshot, SparseQuery.empty(), SearchOptions(k=1, scorer=name))
+            for mode in hybrid.available_modes(snapshot.index)[1:]:  # compiles the kernel for BM25's impacts
+                self.score_mode(snapshot, SparseQuery.empty(), "warm up", SearchOptions(k=1, mode=mode))

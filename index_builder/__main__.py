@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from index_builder import build, encode, scorer_parts, tune, verify
+from index_builder import bm25_part, build, encode, scorer_parts, tune, verify
 from index_builder.corpus import CorpusError
 from engine.errors import EngineError
 from engine.impacts import QuantizationRangeError
@@ -16,6 +16,7 @@ VERBS = {
     "verify": (verify, "open and validate an index"),
     "add-parts": (scorer_parts, "build the optional index parts a scorer needs (atomically)"),
     "tune": (tune, "record the fastest approximate-scorer configuration that meets a recall target"),
+    "bm25": (bm25_part, "add (or rebuild) the BM25 field of an existing index"),
 }
 
 

@@ -1,11 +1,13 @@
 r"""`python -m index_builder build`: corpus -> encoded, pruned, quantized, inverted index, written atomically.
 
     python -m index_builder build --model data/models/splade-tiny --corpus corpus.jsonl --out data/indexes/x \
-        [--doc-max-terms N] [--max-length L] [--batch-size B] [--impact-bits 8|16] [--memory-budget-mb M]
+        [--doc-max-terms N] [--max-length L] [--batch-size B] [--impact-bits 8|16] [--memory-budget-mb M] \
+        [--no-bm25] [--bm25-k1 K1] [--bm25-b B]
 
 The corpus is a BEIR folder, a JSONL/TSV of (id, text), or pre-encoded vectors JSONL (see corpus.py). Documents
 keep corpus order: document number i is the i-th document. Duplicate ids are an error (naming the id and both
 positions); documents whose text is empty are kept (id and store) with no postings, counted in the manifest.
+The BM25 field (an optional part, docs/hybrid.md) is built from the same texts unless --no-bm25 is given.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from engine import index_format
+from index_builder.bm25_part import Bm25PartBuilder, add_bm25_arguments
 from index_builder.corpus import FORMATS, CorpusDocument, CorpusError, count_lines, detect_format, read_corpus
 from index_builder.document_vectors import WINDOW_BATCHES, encode_texts, vectors_from_tokens, windows
 from index_builder.inversion import ChunkedInverter, InversionResult
@@ -96,8 +99,12 @@ def encoded_documents(corpus: Path, encoder, settings: EncodeSettings
 
 def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettings = EncodeSettings(), *,
                 impact_bits: int = 8, memory_budget_mb: int = 1024, store_text: bool = True,
-                save_vectors: Path | None = None, encoder=None) -> dict[str, Any]:
-    """Build the index at `out` (replacing any previous one only once the new one is complete and valid)."""
+                save_vectors: Path | None = None, encoder=None, bm25: Bm25PartBuilder | None = None
+                ) -> dict[str, Any]:
+    """Build the index at `out` (replacing any previous one only once the new one is complete and valid).
+
+    `bm25` (a fresh Bm25PartBuilder) also builds the BM25 field from the same texts (index_builder.bm25_part).
+    """
     started = time.time()
     corpus, out = Path(corpus), Path(out)
     fmt = detect_format(corpus) if settings.corpus_format == "auto" else settings.corpus_format
@@ -117,6 +124,8 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                 inverter.add_documents(vectors)
                 for doc, (term_ids, weights) in zip(window, vectors):
                     ids.append(doc.id)
+                    if bm25 is not None:
+                        bm25.add(doc.encoder_text)
                     empty_documents += len(term_ids) == 0
                     if store is not None:
                         any_text = any_text or bool(doc.title or doc.text)
@@ -132,6 +141,10 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                     for name in (f"{index_format.DOCUMENTS}.bin", f"{index_format.DOCUMENTS}.offsets.npy"):
                         (staged / name).unlink()
             result = inverter.finish(staged, impact_bits)
+            parts = {}
+            if bm25 is not None and bm25.vocabulary:  # vectors without text: nothing to analyse, no field
+                name, info = bm25.write(staged)
+                parts[name] = info.model_dump(mode="json")
             manifest = index_manifest(
                 result, started, encoder.vocab_size, encoder.tokenizer_sha256, empty_documents,
                 model=model_summary(encoder), document_max_length=document_max_length,
@@ -139,6 +152,7 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                 document_store=bool(store is not None and any_text),
                 build={"memory_budget_mb": memory_budget_mb, "inversion_runs": result.runs,
                        "batch_size": settings.batch_size})
+            manifest["parts"] = parts
             manifest = index_format.write_manifest(staged, manifest)
     except BaseException:
         if writer is not None:
@@ -198,6 +212,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-text", action="store_true", help="do not store titles and texts")
     parser.add_argument("--save-vectors", type=Path, default=None,
                         help="also write the encoded vectors as JSONL (rebuild later without encoding)")
+    parser.add_argument("--no-bm25", action="store_true",
+                        help="do not build the BM25 field (built by default from the documents' text)")
+    add_bm25_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
@@ -208,7 +225,8 @@ def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
 def run(args: argparse.Namespace) -> int:
     manifest = build_index(args.corpus, args.out, args.model, settings_from_args(args), impact_bits=args.impact_bits,
                            memory_budget_mb=args.memory_budget_mb, store_text=not args.no_text,
-                           save_vectors=args.save_vectors)
+                           save_vectors=args.save_vectors,
+                           bm25=None if args.no_bm25 else Bm25PartBuilder(args.bm25_k1, args.bm25_b))
     counts, quant = manifest["counts"], manifest["quantization"]
     size = sum(entry["size"] for entry in manifest["files"].values())
     print(f"built {args.out}: {counts['documents']} documents ({counts['empty_documents']} empty), "

@@ -29,6 +29,7 @@ from engine import STAGES, InvalidQueryError, SearchResult, Searcher, StageTimes
 from engine import scorers as engine_scorers
 from models.variants import served_graph
 from service.errors import NotReadyError, install_error_handlers
+from service.hybrid_options import fusion_from_settings, fusion_info, modes_first_default
 from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
 from service.batch_policy import warm_up_batch_shapes
@@ -58,9 +59,11 @@ def open_searcher(settings: Settings) -> Searcher:
         return Searcher.from_paths(
             settings.index_dir, settings.model_dir, runtime_options(settings),
             max_query_terms=settings.max_query_terms, scorer=settings.scorer,
+            mode=settings.mode, fusion=fusion_from_settings(settings),
         )
-    except InvalidQueryError as exc:  # the only query-like input here is the SPLADE_SCORER setting
-        raise InvalidQueryError("SPLADE_SCORER", exc.message, exc.limit) from None
+    except InvalidQueryError as exc:  # the query-like inputs here are the SPLADE_SCORER and SPLADE_MODE settings
+        name = "SPLADE_MODE" if exc.field == "mode" else "SPLADE_SCORER"
+        raise InvalidQueryError(name, exc.message, exc.limit) from None
 
 
 def runtime_options(settings: Settings):
@@ -149,12 +152,15 @@ def render_result(result: SearchResult, include_text: bool, explain: bool) -> di
             item["text"] = hit.text
         if explain:
             item["contributions"] = hit.contributions or {}
+            if hit.subqueries is not None:
+                item["subqueries"] = hit.subqueries
         hits.append(item)
     body: dict = {"hits": hits}
     if explain:
         body["query_terms"] = result.query_terms
     body["postings_traversed"] = result.postings_traversed
     body["scorer"] = result.scorer
+    body["mode"] = result.mode
     body["timings_ms"] = _timings_ms(result.timings)
     return body
 
@@ -288,6 +294,8 @@ def create_app(
                         "configs": {name: config.model_dump(mode="json")
                                     for name, config in snapshot.index.typed_manifest.configs.items()},
                     },
+                    "modes": modes_first_default(snapshot.index, pipeline.searcher.mode),
+                    "fusion": fusion_info(pipeline.searcher.fusion),
                     "settings": settings.public_dict(),
                 }
             )

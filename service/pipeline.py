@@ -20,8 +20,10 @@ from typing import Any
 
 from engine import (DeadlineExceededError, InvalidQueryError, OverloadedError, ScoredQuery, SearchOptions, SearchResult, Searcher,
                     Snapshot, SparseQuery, StageTimes)
+from engine.hybrid import check_mode
 from service.batch_policy import batch_token_budget, estimated_tokens
 from service.batching import Batched, DeadlineExceeded, MicroBatcher, QueueFull
+from service.hybrid_options import hybrid_options, pruning_options
 from service.metrics import ServiceMetrics
 from service.recall_monitor import RecallMonitor
 from service.settings import Settings
@@ -85,8 +87,12 @@ class QueryPipeline:
 
     def prepare(self, request: Any, field_prefix: str = "") -> PreparedQuery:
         max_terms = self.searcher.resolve_max_terms(request.query_max_terms)
-        options = SearchOptions(request.k, max_terms, request.include_text, request.explain,
-                                request.scorer, request.scorer_options)
+        try:
+            options = SearchOptions(request.k, max_terms, request.include_text, request.explain,
+                                    request.scorer, request.scorer_options, *hybrid_options(self.searcher, request),
+                                    *pruning_options(self.settings, request))
+        except InvalidQueryError as exc:  # inside a batch, name the query too
+            raise InvalidQueryError(field_prefix + exc.field, exc.message, exc.limit) from None
         sparse = None
         if request.vector is not None:
             sparse = self.searcher.vector_query(request.vector, max_terms, field_name=f"{field_prefix}vector")
@@ -153,9 +159,11 @@ class QueryPipeline:
             self.metrics.observe_stages(p.times)
             self.metrics.query_terms.observe(len(sparse))
             self.metrics.postings_traversed.observe(outcome.postings_traversed)
-            self.recall_monitor.offer(p.snapshot, sparse, p.options.k, outcome)
+            if outcome.mode == "splade" and not _query_pruned(p.options):  # same query, other scorer: comparable
+                self.recall_monitor.offer(p.snapshot, sparse, p.options.k, outcome)
             terms = self.searcher.query_terms(sparse) if p.options.explain else None
-            results.append(SearchResult(sparse, outcome.hits, outcome.scorer, outcome.stats, p.times, terms))
+            results.append(SearchResult(sparse, outcome.hits, outcome.scorer, outcome.stats, p.times, terms,
+                                        outcome.mode))
         return results
 
     def _timed_out(self) -> DeadlineExceededError:
@@ -176,7 +184,7 @@ class QueryPipeline:
     def _score(self, query: SparseQuery, p: PreparedQuery) -> ScoredQuery:
         if time.perf_counter() >= p.deadline:
             raise DeadlineExceeded()
-        return self.searcher.score(p.snapshot, query, p.options)
+        return self.searcher.score_mode(p.snapshot, query, p.text, p.options)
 
 
 def _check_scorer(snapshot: Snapshot, p: PreparedQuery) -> None:
@@ -184,5 +192,11 @@ def _check_scorer(snapshot: Snapshot, p: PreparedQuery) -> None:
     try:
         snapshot.scorer(p.options.scorer)
         snapshot.options(p.options.scorer, p.options.scorer_options)
+        check_mode(snapshot.index, p.options.mode, p.text is not None)
     except InvalidQueryError as exc:
         raise InvalidQueryError(p.field_prefix + exc.field, exc.message, exc.limit) from None
+
+
+def _query_pruned(options: SearchOptions) -> bool:
+    """A request pruned its query beyond `max_terms`: its answer is not the served scorer's alone."""
+    return any(v is not None for v in (options.query_weight_mass, options.query_weight_ratio, options.two_phase_ratio))

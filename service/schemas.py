@@ -7,7 +7,7 @@ the schemathesis test read. Requests are strict: unknown fields, wrong types and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator, model_validator
@@ -34,6 +34,15 @@ def _check_unicode(text: str, what: str) -> str:
     return text
 
 
+class FusionWeights(BaseModel):
+    """Per-retriever weights of a hybrid request (finite, >= 0); an absent one keeps the server's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    splade: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
+    bm25: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
+
+
 class SearchRequestBase(BaseModel):
     """Fields and rules shared by every `SearchRequest`; limits are filled in by `request_models`."""
 
@@ -47,6 +56,14 @@ class SearchRequestBase(BaseModel):
     explain: bool = False
     scorer: str | None = None
     scorer_options: dict[str, float] | None = None
+    mode: Literal["splade", "bm25", "hybrid"] | None = None
+    fusion: Literal["rrf", "linear"] | None = None
+    fusion_weights: FusionWeights | None = None
+    normalization: Literal["minmax", "zscore"] | None = None
+    rank_constant: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | None = None
+    query_weight_mass: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    query_weight_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    two_phase_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
 
     @field_validator("query")
     @classmethod
@@ -137,6 +154,7 @@ class HitOut(BaseModel):
     title: str | None = None
     text: str | None = None
     contributions: dict[str, float] | None = None
+    subqueries: dict[str, dict[str, float | int | None]] | None = None  # hybrid + explain: score and rank
 
 
 class SearchResponse(BaseModel):
@@ -144,6 +162,7 @@ class SearchResponse(BaseModel):
     query_terms: list[tuple[str, float]] | None = None
     postings_traversed: int
     scorer: str
+    mode: str = "splade"
     timings_ms: TimingsMs
 
 
@@ -186,4 +205,6 @@ class Info(BaseModel):
     # The served query graph: file, variant (fp32/int8/fp16/lookup) and its parity figures from the manifest.
     encoder: dict | None = None
     scorers: ScorersInfo
+    modes: list[str] = ["splade"]
+    fusion: dict = {}
     settings: dict

@@ -75,6 +75,39 @@ class Settings(BaseSettings):
     recall_window: int = Field(
         200, ge=1, le=1_000_000, description="Samples the recall gauge averages over (the most recent ones)."
     )
+    mode: Literal["splade", "bm25", "hybrid"] = Field(
+        "splade",
+        description="Query mode when a request names none: the SPLADE field, the BM25 field, or both fused "
+        "(bm25 and hybrid need an index with the BM25 field; docs/hybrid.md).",
+    )
+    fusion: Literal["rrf", "linear"] = Field(
+        "linear",
+        description="Hybrid fusion when a request names none: reciprocal rank fusion or a normalized linear "
+        "combination (chosen on SciFact's train queries: docs/hybrid.md).",
+    )
+    fusion_normalization: Literal["minmax", "zscore"] = Field(
+        "zscore", description="Score normalization of the linear fusion when a request names none."
+    )
+    fusion_rank_constant: float = Field(
+        60.0, ge=0, le=1e6, description="RRF rank constant: a hit at rank r adds weight / (constant + r)."
+    )
+    fusion_weight_splade: float = Field(1.0, ge=0, le=1e6, description="Hybrid weight of the SPLADE list.")
+    fusion_weight_bm25: float = Field(2.0, ge=0, le=1e6, description="Hybrid weight of the BM25 list.")
+    min_query_weight_mass: float = Field(
+        0.5, gt=0, le=1,
+        description="Smallest `query_weight_mass` a request may ask for (keep the heaviest query terms holding "
+        "this share of the query's weight; docs/hybrid.md).",
+    )
+    max_query_weight_ratio: float = Field(
+        0.5, ge=0, le=1,
+        description="Largest `query_weight_ratio` a request may ask for (drop query terms lighter than this "
+        "ratio of the heaviest).",
+    )
+    max_two_phase_ratio: float = Field(
+        0.5, ge=0, le=1,
+        description="Largest `two_phase_ratio` a request may ask for (phase 1 retrieves max(10k, 100) candidates "
+        "with the terms of at least this ratio of the heaviest weight; phase 2 rescores them with every term).",
+    )
     default_k: int = Field(10, ge=1, description="Hits returned when a request gives no `k`.")
     max_k: int = Field(1000, ge=1, le=100_000, description="Largest `k` a request may ask for.")
     max_query_terms: int = Field(
@@ -173,6 +206,8 @@ class Settings(BaseSettings):
             )
         if self.use_int8 and self.use_fp16:
             raise ValueError(f"{ENV_PREFIX}USE_INT8 and {ENV_PREFIX}USE_FP16 are exclusive: choose one graph variant")
+        if self.fusion_weight_splade <= 0 and self.fusion_weight_bm25 <= 0:
+            raise ValueError(f"{ENV_PREFIX}FUSION_WEIGHT_SPLADE and {ENV_PREFIX}FUSION_WEIGHT_BM25 are both 0")
         if self.max_batch_queries > self.queue_limit:
             # A batch request is admitted whole or not at all, so it must fit in the queue.
             raise ValueError(

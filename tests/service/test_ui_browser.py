@@ -230,8 +230,12 @@ def test_scorer_and_mode_controls_appear_when_info_lists_them(browser, live_serv
 
 
 def test_scorer_and_mode_controls_are_hidden_when_info_lacks_them(browser, live_service):
-    """The small index serves one scorer (`exact`, listed in /info) and no modes: nothing to choose."""
+    """The small index serves one scorer (`exact`, listed in /info): nothing to choose. It has the BM25 field,
+    so /info lists three modes (docs/hybrid.md) and the mode control shows them, the server's default first."""
     open_page(browser, live_service + "/")
-    for control in ("scorer", "mode"):
-        for side in ("a", "b"):
-            assert not browser.find_element("css selector", f'fieldset[data-config="{side}"] .{control}').is_displayed()
+    for side in ("a", "b"):
+        fieldset = f'fieldset[data-config="{side}"]'
+        assert not browser.find_element("css selector", f"{fieldset} .scorer").is_displayed()
+        assert browser.find_element("css selector", f"{fieldset} .mode").is_displayed()
+        options = Select(browser.find_element("css selector", f"{fieldset} .mode")).options
+        assert [o.get_attribute("value") for o in options] == ["splade", "bm25", "hybrid"]
