@@ -1,0 +1,111 @@
+"""Automatic tuning: the chosen configuration's recall, re-measured on other queries, meets the target within a
+stated tolerance; an unreachable target is an error naming the best recall found; the CLI records the result
+as a named configuration that becomes the index's default and is served by name."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine import scorers
+from engine.index_format import add_parts, open_index
+from engine.query import SparseQuery
+from engine.scorers import PrunedRescoreScorer
+from engine.tuning import TuningError, config_name, exact_top, measure, tune
+from index_builder.csr_index import build_index_from_csr
+from tests.conftest import run_module
+from tests.support.oracle import zipf_collection
+
+# Held-out recall may fall short of the target chosen on other queries by sampling noise: with 150 queries per
+# half and per-query recalls in [0, 1], 0.02 is a little over two standard errors of the mean here.
+TOLERANCE = 0.02
+
+
+def queries_for(rng, vocab: int, count: int) -> list[SparseQuery]:
+    popularity = 1.0 / np.arange(1, vocab + 1) ** 0.8
+    out = []
+    for _ in range(count):
+        terms = np.unique(rng.choice(vocab, size=40, p=popularity / popularity.sum()))
+        weights = rng.lognormal(0.0, 0.6, size=len(terms))
+        order = np.lexsort((terms, -weights))
+        out.append(SparseQuery(terms[order].astype(np.int32), weights[order].astype(np.float32)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pruned_index(tmp_path_factory):
+    rng = np.random.default_rng(21)
+    matrix = zipf_collection(rng, 6000, 1500, 40)
+    out = tmp_path_factory.mktemp("tuning") / "index"
+    build_index_from_csr(out, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
+    add_parts(out, PrunedRescoreScorer.part_writers({"n_postings": 400}))  # real static pruning at this size
+    return out, matrix.shape[1]
+
+
+def test_the_choice_holds_on_held_out_queries(pruned_index):
+    out, vocab = pruned_index
+    index = open_index(out)
+    rng = np.random.default_rng(3)
+    tuning, held_out, fresh = (queries_for(rng, vocab, 150) for _ in range(3))
+    config, measured = tune(index, PrunedRescoreScorer, tuning, held_out, k=10, target_recall=0.95)
+    assert len(measured) == len(PrunedRescoreScorer.tuning_grid())
+    assert config.scorer == "pruned-rescore" and config.k == 10 and config.queries == 150
+    assert config.measured_recall >= 0.95 - TOLERANCE
+    chosen = next(m for m in measured if m.options == config.options)
+    assert chosen.recall >= 0.95
+    # Fastest that passed: nothing passing was faster on the tuning half.
+    assert all(m.mean_ms >= chosen.mean_ms for m in measured if m.recall >= 0.95)
+    # And on a third set of queries it was never chosen or checked on.
+    again = measure(PrunedRescoreScorer.for_index(index), fresh, exact_top(index, fresh, 10), 10, config.options)
+    assert again.recall >= 0.95 - TOLERANCE
+
+
+def test_an_unreachable_target_names_the_best_recall(pruned_index):
+    out, vocab = pruned_index
+    index = open_index(out)
+    rng = np.random.default_rng(4)
+    tuning, held_out = queries_for(rng, vocab, 40), queries_for(rng, vocab, 40)
+
+    class Weak(PrunedRescoreScorer):
+        @classmethod
+        def tuning_grid(cls):
+            return [{"query_cut": 1, "candidates": 10}, {"query_cut": 2, "candidates": 20}]
+
+    with pytest.raises(TuningError, match=r"no configuration of 'pruned-rescore' reaches recall@10 0.999 .*"
+                                          r"the best found is 0\.\d+ with \{'query_cut': \d+"):
+        tune(index, Weak, tuning, held_out, k=10, target_recall=0.999)
+    with pytest.raises(TuningError, match="is exact: there is nothing to tune"):
+        tune(index, scorers.ExactScorer, tuning, held_out, k=10, target_recall=0.9)
+
+
+def test_config_names_say_what_they_achieve():
+    assert config_name(0.99, 10) == "recall99_k10"
+    assert config_name(0.995, 1000) == "recall995_k1000"
+    assert config_name(0.9, 100) == "recall9_k100"
+
+
+def test_cli_tunes_records_and_the_config_is_served(small_index_dir, default_model_dir, scifact_dir, tmp_path):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(small_index_dir, index)
+    run_module("index_builder", "add-parts", "--index", str(index), "--scorer", "pruned-rescore",
+               "--param", "n_postings=64")
+    proc = run_module("index_builder", "tune", "--index", str(index), "--model", str(default_model_dir),
+                      "--queries", str(scifact_dir), "--scorer", "pruned-rescore", "--k", "10",
+                      "--target-recall", "0.9", "--sample", "200")
+    assert "recorded recall9_k10" in proc.stdout, proc.stdout
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["default_scorer"] == "recall9_k10"
+    config = manifest["configs"]["recall9_k10"]
+    assert config["scorer"] == "pruned-rescore" and config["measured_recall"] >= 0.9 - TOLERANCE
+    opened = open_index(index, verify_checksums=True)
+    assert "recall9_k10" in scorers.choices(opened)
+    # An unknown scorer is a clear CLI error, not a traceback.
+    import subprocess
+    import sys
+    bad = subprocess.run([sys.executable, "-m", "index_builder", "tune", "--index", str(index), "--model",
+                          str(default_model_dir), "--queries", str(scifact_dir), "--scorer", "nope"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--scorer: unknown scorer: 'nope'" in bad.stderr, bad.stderr
