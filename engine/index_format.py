@@ -46,8 +46,8 @@ VERIFY_CHUNK = 1 << 19
 
 __all__ = [
     "DOCUMENTS", "DOC_NUMBERS", "FORMAT_VERSION", "IDS", "IMPACTS", "IMPACT_DTYPES", "MANIFEST", "MAX_DOCUMENTS",
-    "OFFSETS", "VERIFY_CHUNK", "IndexFormatError", "InvertedIndex", "StringTable", "StringTableWriter", "add_parts", "atomic_index_dir",
-    "create_array", "load_array", "open_index", "read_manifest", "write_manifest",
+    "OFFSETS", "VERIFY_CHUNK", "IndexFormatError", "InvertedIndex", "StringTable", "StringTableWriter", "add_parts",
+    "atomic_index_dir", "create_array", "load_array", "open_index", "read_manifest", "write_manifest",
 ]
 
 
