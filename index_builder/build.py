@@ -226,7 +226,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impact-bits", type=int, choices=(8, 16), default=8,
                         help="bits per stored impact: 8 (default, compact) or 16 (near-float precision)")
     parser.add_argument("--memory-budget-mb", type=positive_int, default=1024,
-                        help="memory for buffered postings during inversion, in MiB (1024)")
+                        help="memory for what grows with the corpus (postings buffer, duplicate-id check, merges), "
+                             "in MiB (1024); the interpreter, the model and the encoder's batch come on top")
     parser.add_argument("--no-text", action="store_true", help="do not store titles and texts")
     parser.add_argument("--save-vectors", type=Path, default=None,
                         help="also write the encoded vectors as JSONL (rebuild later without encoding)")
