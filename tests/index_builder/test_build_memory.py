@@ -46,10 +46,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("bits", [8, 16])
-def test_postings_and_ids_are_byte_identical_to_the_previous_builder(tmp_path, doc_encoder, tokens, bits):
+@pytest.fixture(scope="module")
+def real_like_3000(tmp_path_factory, doc_encoder, tokens):
     indptr, term_ids, weights = real_like_csr(3000, doc_encoder.vocab_size, seed=17)
-    corpus = write_vectors_jsonl(tmp_path / "vectors.jsonl", indptr, term_ids, weights, tokens)
+    path = tmp_path_factory.mktemp("real_like") / "vectors.jsonl"
+    return write_vectors_jsonl(path, indptr, term_ids, weights, tokens), (indptr, term_ids, weights)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_postings_and_ids_are_byte_identical_to_the_previous_builder(tmp_path, doc_encoder, real_like_3000, bits):
+    corpus, (indptr, term_ids, weights) = real_like_3000
     manifest = build_index(corpus, tmp_path / "index", None, EncodeSettings(progress=False), encoder=doc_encoder,
                            memory_budget_mb=1, impact_bits=bits)
     assert manifest["build"]["inversion_runs"] > 10
