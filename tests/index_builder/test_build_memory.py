@@ -166,3 +166,14 @@ def test_duplicate_check_confirms_hash_collisions_on_the_ids(tmp_path, monkeypat
         found = check.find_duplicate(ids.__getitem__, 0)
         assert (None if found is None else (found.id, found.first, found.second)) == expected
         assert not (tmp_path / f"t{trial}").exists()
+
+
+def test_encode_verb_still_refuses_duplicate_ids(tmp_path, default_model_dir):
+    from index_builder.encode import encode_corpus
+
+    corpus = tmp_path / "dup.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": i, "text": t}) + "\n"
+                              for i, t in (("a", "protein folding"), ("b", "bone density"), ("a", "again"))))
+    with pytest.raises(CorpusError, match=r"duplicate document id 'a' \(documents #0 and #2\)"):
+        encode_corpus(corpus, tmp_path / "out" / "v.jsonl", default_model_dir, EncodeSettings(progress=False))
+    assert list((tmp_path / "out").iterdir()) == []  # neither the vectors nor the scratch id table are left
