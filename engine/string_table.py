@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import mmap
+import shutil
 from array import array
 from pathlib import Path
 
@@ -56,22 +57,47 @@ class StringTable:
 
 
 class StringTableWriter:
-    """Appends strings to `<name>.bin` and records their byte offsets; `close()` writes the offsets array."""
+    """Appends strings to `<name>.bin`; `close()` writes `<name>.offsets.npy`.
+
+    Memory stays constant whatever the number of strings: the byte offsets go to a scratch file in blocks of
+    `OFFSETS_BLOCK` and are copied behind the `.npy` header on close (the same bytes `numpy.save` writes).
+    """
+
+    OFFSETS_BLOCK = 1 << 16
 
     def __init__(self, directory: Path, name: str) -> None:
         self.directory = Path(directory)
         self.name = name
         self._blob = open(self.directory / f"{name}.bin", "wb")
-        self._offsets = array("q", [0])
+        self._scratch_path = self.directory / f".{name}.offsets.partial"
+        self._scratch = open(self._scratch_path, "wb")
+        self._block = array("q", [0])
+        self._end = 0
+        self._count = 0
 
     def append(self, text: str) -> None:
         data = text.encode("utf-8")
         self._blob.write(data)
-        self._offsets.append(self._offsets[-1] + len(data))
+        self._end += len(data)
+        self._block.append(self._end)
+        self._count += 1
+        if len(self._block) >= self.OFFSETS_BLOCK:
+            self._block.tofile(self._scratch)
+            self._block = array("q")
 
     def __len__(self) -> int:
-        return len(self._offsets) - 1
+        return self._count
 
     def close(self) -> None:
         self._blob.close()
-        np.save(self.directory / f"{self.name}.offsets.npy", np.frombuffer(self._offsets, dtype=np.int64))
+        self._block.tofile(self._scratch)
+        self._scratch.close()
+        path = self.directory / f"{self.name}.offsets.npy"
+        # open_memmap writes the header numpy.save would write for int64[count + 1]; the data follows it.
+        header = np.lib.format.open_memmap(path, mode="w+", dtype=np.int64, shape=(self._count + 1,))
+        data_offset = header.offset
+        del header
+        with open(path, "r+b") as out, open(self._scratch_path, "rb") as scratch:
+            out.seek(data_offset)
+            shutil.copyfileobj(scratch, out, 1 << 20)
+        self._scratch_path.unlink()

@@ -50,6 +50,10 @@ class Bm25PartBuilder:
         self._term_ids.append(ids)
         self._counts.append(np.fromiter(counts.values(), dtype=np.uint32, count=len(counts)))
 
+    def buffered_bytes(self) -> int:
+        """Memory held by the buffered per-document term ids and counts."""
+        return sum(a.nbytes for a in self._term_ids) + sum(a.nbytes for a in self._counts)
+
     def write(self, directory: Path) -> tuple[str, PartInfo]:
         directory = Path(directory)
         num_docs = self.num_documents

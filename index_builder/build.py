@@ -6,7 +6,14 @@ r"""`python -m index_builder build`: corpus -> encoded, pruned, quantized, inver
 
 The corpus is a BEIR folder, a JSONL/TSV of (id, text), or pre-encoded vectors JSONL (see corpus.py). Documents
 keep corpus order: document number i is the i-th document. Duplicate ids are an error (naming the id and both
-positions); documents whose text is empty are kept (id and store) with no postings, counted in the manifest.
+positions; checked once the corpus is read, before the postings are merged); documents whose text is empty are
+kept (id and store) with no postings, counted in the manifest.
+
+Memory: `--memory-budget-mb` bounds everything that grows with the corpus: 7/8 of it buffers postings, 1/8 id
+hashes for the duplicate check, and after reading each merge gets the whole budget. Ids, stored texts and their
+offsets stream to disk. The rest is fixed: the interpreter, the libraries, the model, the read window and the
+encoder's batch (`max_logits_bytes`). Every build reports its peaks (`build.memory` in the manifest, a line on
+the CLI).
 The BM25 field (an optional part, docs/hybrid.md) is built from the same texts unless --no-bm25 is given.
 """
 from __future__ import annotations
@@ -26,7 +33,9 @@ from engine import index_format
 from index_builder.bm25_part import Bm25PartBuilder, add_bm25_arguments
 from index_builder.corpus import FORMATS, CorpusDocument, CorpusError, count_lines, detect_format, read_corpus
 from index_builder.document_vectors import WINDOW_BATCHES, encode_texts, vectors_from_tokens, windows
+from index_builder.duplicate_ids import DuplicateIdCheck
 from index_builder.inversion import ChunkedInverter, InversionResult
+from index_builder.memory_report import MemoryMonitor, summary_line
 from index_builder.vectors_file import VectorsWriter, read_sidecar
 from engine.manifest import DEFAULT_SCORER
 from models.sparse import SparseVector
@@ -76,19 +85,11 @@ def model_summary(encoder) -> dict[str, Any]:
 
 def encoded_documents(corpus: Path, encoder, settings: EncodeSettings
                       ) -> Iterator[tuple[list[CorpusDocument], list[SparseVector]]]:
-    """Windows of (documents, vectors) in corpus order, with a progress bar; duplicate ids are an error."""
+    """Windows of (documents, vectors) in corpus order, with a progress bar (ids are checked by the caller)."""
     fmt = detect_format(corpus) if settings.corpus_format == "auto" else settings.corpus_format
-    seen: dict[str, int] = {}
-    position = 0
     with tqdm(total=count_lines(corpus), unit="doc", desc="encoding" if fmt != "vectors" else "reading",
               disable=not settings.progress, mininterval=1.0, smoothing=0.05) as bar:
         for window in windows(read_corpus(corpus, fmt), settings.batch_size * WINDOW_BATCHES):
-            for doc in window:
-                if doc.id in seen:
-                    raise CorpusError(f"{corpus}: duplicate document id {doc.id!r} (documents #{seen[doc.id]} "
-                                      f"and #{position})")
-                seen[doc.id] = position
-                position += 1
             if fmt == "vectors":
                 vectors = vectors_from_tokens(encoder, window, settings.doc_max_terms)
             else:
@@ -114,9 +115,11 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
     if fmt == "vectors":
         document_max_length, doc_max_terms = _vectors_provenance(corpus, encoder, doc_max_terms)
     writer = VectorsWriter(save_vectors, encoder) if save_vectors else None
+    budget = memory_budget_mb << 20
     try:
-        with index_format.atomic_index_dir(out) as staged:
-            inverter = ChunkedInverter(staged / "_runs", encoder.vocab_size, memory_budget_mb << 20)
+        with MemoryMonitor() as monitor, index_format.atomic_index_dir(out) as staged:
+            id_check = DuplicateIdCheck(staged / "_ids", budget // 8)
+            inverter = ChunkedInverter(staged / "_runs", encoder.vocab_size, budget - id_check.memory_budget_bytes)
             ids = index_format.StringTableWriter(staged, index_format.IDS)
             store = index_format.StringTableWriter(staged, index_format.DOCUMENTS) if store_text else None
             empty_documents, any_text = 0, False
@@ -124,6 +127,7 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                 inverter.add_documents(vectors)
                 for doc, (term_ids, weights) in zip(window, vectors):
                     ids.append(doc.id)
+                    id_check.add(doc.id)
                     if bm25 is not None:
                         bm25.add(doc.encoder_text)
                     empty_documents += len(term_ids) == 0
@@ -140,18 +144,24 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                 if not any_text:  # e.g. vectors without text: no store rather than a store of empty strings
                     for name in (f"{index_format.DOCUMENTS}.bin", f"{index_format.DOCUMENTS}.offsets.npy"):
                         (staged / name).unlink()
+            monitor.sample()
+            raise_on_duplicate(corpus, id_check, staged, len(ids), budget)
             result = inverter.finish(staged, impact_bits)
             parts = {}
             if bm25 is not None and bm25.vocabulary:  # vectors without text: nothing to analyse, no field
                 name, info = bm25.write(staged)
                 parts[name] = info.model_dump(mode="json")
+            memory = monitor.report(memory_budget_mb, budget_covers={
+                "postings buffer": inverter.memory_budget_bytes, "duplicate-id hashes": id_check.memory_budget_bytes,
+                "merges after reading (each)": budget,
+            }, outside_budget=outside_budget(encoder, fmt, bm25))
             manifest = index_manifest(
                 result, started, encoder.vocab_size, encoder.tokenizer_sha256, empty_documents,
                 model=model_summary(encoder), document_max_length=document_max_length,
                 doc_max_terms=doc_max_terms, corpus={"path": str(corpus), "format": fmt},
                 document_store=bool(store is not None and any_text),
                 build={"memory_budget_mb": memory_budget_mb, "inversion_runs": result.runs,
-                       "batch_size": settings.batch_size})
+                       "duplicate_id_runs": id_check.runs, "batch_size": settings.batch_size, "memory": memory})
             manifest["parts"] = parts
             manifest = index_format.write_manifest(staged, manifest)
     except BaseException:
@@ -163,6 +173,32 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                       "model": model_summary(encoder), "document_max_length": document_max_length,
                       "doc_max_terms": doc_max_terms})
     return manifest
+
+
+def raise_on_duplicate(corpus: Path, id_check: DuplicateIdCheck, table_dir: Path, count: int, budget: int) -> None:
+    """CorpusError naming the first duplicate id and both document numbers, as a dictionary of seen ids would."""
+    table = index_format.StringTable(table_dir, index_format.IDS, count)
+    try:
+        duplicate = id_check.find_duplicate(table.get, budget)
+    finally:
+        table.close()
+    if duplicate is not None:
+        raise CorpusError(f"{corpus}: duplicate document id {duplicate.id!r} (documents #{duplicate.first} "
+                          f"and #{duplicate.second})")
+
+
+def outside_budget(encoder, fmt: str, bm25=None) -> dict[str, int]:
+    """Memory the budget does not bound (the interpreter, libraries and model are `anonymous_at_start`): fixed
+    buffers, and the BM25 field's per-document term counts, which a text build still holds in memory (8 bytes
+    per distinct term of each text; issue 17's bound covers the SPLADE postings and ids, not this yet)."""
+    fixed = {"string table blocks": 2 * index_format.StringTableWriter.OFFSETS_BLOCK * 8,
+             "validation chunk": index_format.VERIFY_CHUNK * 24}
+    max_logits = getattr(getattr(encoder, "options", None), "max_logits_bytes", None)
+    if fmt != "vectors" and max_logits is not None:
+        fixed["encoder batch (max_logits_bytes)"] = int(max_logits)
+    if bm25 is not None:
+        fixed["bm25 term counts (grow with the corpus)"] = int(bm25.buffered_bytes())
+    return fixed
 
 
 def index_manifest(result: InversionResult, started: float, vocab_size: int, tokenizer_sha256: str,
@@ -208,7 +244,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--impact-bits", type=int, choices=(8, 16), default=8,
                         help="bits per stored impact: 8 (default, compact) or 16 (near-float precision)")
     parser.add_argument("--memory-budget-mb", type=positive_int, default=1024,
-                        help="memory for buffered postings during inversion, in MiB (1024)")
+                        help="memory for what grows with the corpus (postings buffer, duplicate-id check, merges), "
+                             "in MiB (1024); the interpreter, the model and the encoder's batch come on top")
     parser.add_argument("--no-text", action="store_true", help="do not store titles and texts")
     parser.add_argument("--save-vectors", type=Path, default=None,
                         help="also write the encoded vectors as JSONL (rebuild later without encoding)")
@@ -232,4 +269,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"built {args.out}: {counts['documents']} documents ({counts['empty_documents']} empty), "
           f"{counts['postings']} postings, {quant['dtype']} impacts (scale {quant['scale']:.6g}), "
           f"{size / 2**20:.1f} MiB, {manifest['build_seconds']:.1f} s")
+    print(summary_line(manifest["build"]["memory"]))
     return 0

@@ -2,11 +2,15 @@
 
 Documents arrive in document-number order as CSR batches. Postings are buffered until the buffer would exceed
 the memory budget, then sorted by term (stably, so document numbers stay ascending within a term) and written
-as a run: per-term counts, document numbers and float weights. `finish` sums the per-term counts into the final
-offsets, plans the quantization from the collection's maximum weight, and scatters each run into its place in
-the memory-mapped output arrays. Runs hold consecutive document ranges in order, so appending each run's
-segment of a term after the previous runs' keeps the term's document numbers ascending.
-Peak memory is about `BYTES_PER_BUFFERED_POSTING` x the run size, set by `memory_budget_bytes`.
+as a run: per-term counts, document numbers and float weights, as raw files. `finish` plans the quantization
+from the collection's maximum weight and writes the output term range by term range: each range holds at most
+a budget's worth of postings, gathered from every run (runs hold consecutive document ranges in order, so
+appending each run's segment of a term after the previous runs' keeps its document numbers ascending),
+quantized, and appended to doc_numbers.npy and impacts.npy with plain sequential writes. Nothing is memory-
+mapped for writing, so the output files never count in the process's resident memory; a term with more
+postings than a range holds is streamed run by run.
+Peak memory is about `BYTES_PER_BUFFERED_POSTING` x the run size, set by `memory_budget_bytes`, plus
+O(vocabulary) (the per-term counts) and O(runs) (one cursor per run), in both phases.
 """
 from __future__ import annotations
 
@@ -19,8 +23,11 @@ import numpy as np
 from engine import index_format
 from engine.impacts import Quantization, plan_quantization, quantize
 
-# Buffered term id + doc number + weight (12 B), the argsort permutation (8 B) and the sorted copies (12 B).
-BYTES_PER_BUFFERED_POSTING = 32
+# Buffering: term id + doc number + weight (12 B), the argsort permutation (8 B) and the sorted copies (12 B).
+# Merging: the range's doc numbers + weights (8 B), and per run its destinations (16 B) and segment (8 B), or
+# while quantizing the float64 levels (16 B) and the impacts (<= 2 B). That is 32 B; measured peaks of builds
+# with several runs were 40-45 B per buffered posting (the heap does not reuse every freed block), hence 40.
+BYTES_PER_BUFFERED_POSTING = 40
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class ChunkedInverter:
         self._weights: list[np.ndarray] = []
         self._buffered = 0
         self._runs: list[_Run] = []
+        self._counts = np.zeros(self.vocab_size, dtype=np.int64)  # postings per term over all runs
 
     def add_documents(self, vectors: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Append documents (term ids, weights) in order; they get the next document numbers."""
@@ -100,50 +108,117 @@ class ChunkedInverter:
             if self._buffered >= self.run_capacity:
                 self._flush()
 
+    @property
+    def memory_budget_bytes(self) -> int:
+        return self.run_capacity * BYTES_PER_BUFFERED_POSTING
+
     def _flush(self) -> None:
         if not self._buffered:
             return
         term_ids = np.concatenate(self._term_ids)
+        self._term_ids = []
         order = np.argsort(term_ids, kind="stable")
         counts = np.bincount(term_ids, minlength=self.vocab_size).astype(np.int64)
+        del term_ids
         stem = self.scratch_dir / f"run-{len(self._runs):05d}"
-        run = _Run(Path(f"{stem}.counts.npy"), Path(f"{stem}.docs.npy"), Path(f"{stem}.weights.npy"), len(term_ids))
-        np.save(run.counts, counts)
-        np.save(run.doc_numbers, np.concatenate(self._doc_numbers)[order])
-        np.save(run.weights, np.concatenate(self._weights)[order])
+        run = _Run(Path(f"{stem}.counts"), Path(f"{stem}.docs"), Path(f"{stem}.weights"), int(counts.sum()))
+        counts.tofile(run.counts)
+        np.concatenate(self._doc_numbers)[order].tofile(run.doc_numbers)
+        self._doc_numbers = []
+        np.concatenate(self._weights)[order].tofile(run.weights)
+        self._counts += counts
         self._runs.append(run)
-        self._term_ids, self._doc_numbers, self._weights, self._buffered = [], [], [], 0
+        self._weights, self._buffered = [], 0
 
     def finish(self, out_dir: Path, impact_bits: int = 8) -> InversionResult:
         """Merge the runs into offsets.npy, doc_numbers.npy and impacts.npy in `out_dir`; remove the runs."""
         self._flush()
         plan = plan_quantization(self.max_weight, impact_bits)
-        counts = np.zeros(self.vocab_size, dtype=np.int64)
-        for run in self._runs:
-            counts += np.load(run.counts)
+        counts = self._counts
         offsets = np.zeros(self.vocab_size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         num_postings = int(offsets[-1])
         np.save(Path(out_dir) / index_format.OFFSETS, offsets)
-        doc_numbers = index_format.create_array(out_dir, index_format.DOC_NUMBERS, np.uint32, num_postings)
-        impacts = index_format.create_array(out_dir, index_format.IMPACTS, plan.dtype, num_postings)
-        written = np.zeros(self.vocab_size, dtype=np.int64)  # postings of each term placed by earlier runs
+        doc_out = _open_for_append(out_dir, index_format.DOC_NUMBERS, np.uint32, num_postings)
+        impact_out = _open_for_append(out_dir, index_format.IMPACTS, plan.dtype, num_postings)
+        try:
+            cursors = [0] * len(self._runs)  # postings of each run already merged
+            capacity = self.run_capacity
+            first = 0
+            while first < self.vocab_size:
+                # The largest term range [first, last) whose postings fit one range buffer; at least one term.
+                last = int(np.searchsorted(offsets, offsets[first] + capacity, side="right")) - 1
+                last = min(max(last, first + 1), self.vocab_size)
+                if offsets[last] - offsets[first] > capacity:
+                    self._stream_term(first, cursors, plan, doc_out, impact_out)
+                else:
+                    self._merge_range(first, last, offsets, cursors, plan, doc_out, impact_out)
+                first = last
+        finally:
+            doc_out.close()
+            impact_out.close()
         for run in self._runs:
-            run_counts = np.load(run.counts)
-            run_offsets = np.zeros(self.vocab_size + 1, dtype=np.int64)
-            np.cumsum(run_counts, out=run_offsets[1:])
-            # Posting i of the run, of term t, goes to offsets[t] + written[t] + (i - run_offsets[t]).
-            shift = offsets[:-1] + written - run_offsets[:-1]
-            destination = np.repeat(shift, run_counts) + np.arange(run.postings, dtype=np.int64)
-            doc_numbers[destination] = np.load(run.doc_numbers)
-            impacts[destination] = quantize(np.load(run.weights), plan)
-            written += run_counts
-            del destination
             for path in (run.counts, run.doc_numbers, run.weights):
                 path.unlink()
-        doc_numbers.flush()
-        impacts.flush()
-        del doc_numbers, impacts
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
         return InversionResult(self.num_documents, num_postings, int(np.count_nonzero(counts)), plan,
                                len(self._runs))
+
+    def _merge_range(self, first: int, last: int, offsets: np.ndarray, cursors: list[int], plan: Quantization,
+                     doc_out, impact_out) -> None:
+        """Terms [first, last): gather every run's segment into place, quantize, append to the outputs."""
+        size = int(offsets[last] - offsets[first])
+        if size == 0:
+            return
+        range_offsets = offsets[first:last] - offsets[first]
+        doc_numbers = np.empty(size, dtype=np.uint32)
+        weights = np.empty(size, dtype=np.float32)
+        written = np.zeros(last - first, dtype=np.int64)  # postings of each term placed by earlier runs
+        for r, run in enumerate(self._runs):
+            run_counts = _read(run.counts, np.int64, first, last - first)
+            taken = int(run_counts.sum())
+            if not taken:
+                continue
+            run_offsets = np.zeros(last - first, dtype=np.int64)
+            np.cumsum(run_counts[:-1], out=run_offsets[1:])
+            # Posting i of the segment, of term t, goes to range_offsets[t] + written[t] + (i - run_offsets[t]).
+            destination = np.arange(taken, dtype=np.int64)
+            destination += np.repeat(range_offsets + written - run_offsets, run_counts)
+            doc_numbers[destination] = _read(run.doc_numbers, np.uint32, cursors[r], taken)
+            weights[destination] = _read(run.weights, np.float32, cursors[r], taken)
+            del destination
+            written += run_counts
+            cursors[r] += taken
+        doc_out.write(memoryview(doc_numbers))
+        del doc_numbers
+        impact_out.write(memoryview(quantize(weights, plan)))
+
+    def _stream_term(self, term: int, cursors: list[int], plan: Quantization, doc_out, impact_out) -> None:
+        """One term with more postings than a range holds: each run's segment in order, in pieces."""
+        for r, run in enumerate(self._runs):
+            remaining = int(_read(run.counts, np.int64, term, 1)[0])
+            while remaining:
+                take = min(remaining, self.run_capacity)
+                doc_out.write(memoryview(_read(run.doc_numbers, np.uint32, cursors[r], take)))
+                impact_out.write(memoryview(quantize(_read(run.weights, np.float32, cursors[r], take), plan)))
+                cursors[r] += take
+                remaining -= take
+
+
+def _read(path: Path, dtype, start: int, count: int) -> np.ndarray:
+    """Elements [start, start + count) of a raw scratch file (a plain read: nothing stays mapped)."""
+    dtype = np.dtype(dtype)
+    values = np.fromfile(path, dtype=dtype, count=count, offset=start * dtype.itemsize)
+    if len(values) != count:
+        raise OSError(f"{path}: truncated inversion run ({len(values)} of {count} values at {start})")
+    return values
+
+
+def _open_for_append(directory: Path, name: str, dtype, length: int):
+    """An output .npy of dtype[length] (header as numpy.save writes it), opened for sequential writes of the data."""
+    header = index_format.create_array(directory, name, dtype, length)
+    data_offset = header.offset
+    del header
+    handle = open(Path(directory) / name, "r+b")
+    handle.seek(data_offset)
+    return handle

@@ -74,6 +74,30 @@ def test_chunked_inversion_equals_single_pass(tmp_path):
         np.testing.assert_array_equal(np.load(outs[0][0] / name), np.load(outs[1][0] / name))
 
 
+def test_merge_streams_a_term_larger_than_a_merge_range(tmp_path):
+    # Term 0 is in every document (3,000 postings) and term 1 in most: each has more postings than the
+    # smallest budget's range holds (1,024), so the merge streams them run by run; the result must equal the
+    # matrix's columns exactly (independent reference: scipy's CSC).
+    matrix = random_matrix(num_docs=3000, vocab=50, density=0.05, seed=8).tolil()
+    matrix[:, 0] = 0.5
+    matrix[::2, 1] = 1.5
+    matrix = matrix.tocsr()
+    out = tmp_path / "out"
+    out.mkdir()
+    inverter = ChunkedInverter(out / "_runs", 50, memory_budget_bytes=1)
+    for lo in range(0, 3000, 250):
+        hi = lo + 250
+        start, end = matrix.indptr[lo], matrix.indptr[hi]
+        inverter.add_csr(matrix.indptr[lo:hi + 1] - start, matrix.indices[start:end], matrix.data[start:end])
+    result = inverter.finish(out, impact_bits=16)
+    assert inverter.run_capacity == 1024 and result.runs > 5
+    csc = matrix.tocsc()
+    csc.sort_indices()
+    np.testing.assert_array_equal(np.load(out / index_format.OFFSETS), csc.indptr)
+    np.testing.assert_array_equal(np.load(out / index_format.DOC_NUMBERS), csc.indices)
+    np.testing.assert_array_equal(np.load(out / index_format.IMPACTS), quantize(csc.data, result.quantization))
+
+
 def test_uint16_impacts_and_explicit_range_check(tmp_path):
     matrix = random_matrix(seed=5)
     build_index_from_csr(tmp_path / "index", matrix.indptr, matrix.indices, matrix.data,
