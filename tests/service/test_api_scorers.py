@@ -17,8 +17,10 @@ async def test_info_lists_the_scorers(in_process):
     async with in_process() as client:
         info = (await client.get("/info")).json()
     assert info["scorers"]["default"] == "exact"
-    assert info["scorers"]["available"] == ["exact"]
+    # pruned-rescore needs a part this index lacks, so it is not offered here.
+    assert info["scorers"]["available"] == ["exact", "exact-blocked"]
     assert info["scorers"]["details"]["exact"]["safe"] is True
+    assert info["scorers"]["details"]["exact-blocked"]["safe"] is True and info["scorers"]["configs"] == {}
     assert info["index"]["default_scorer"] == "exact" and list(info["index"]["parts"]) == ["bm25"]
 
 
@@ -28,12 +30,21 @@ async def test_a_request_may_name_the_scorer(in_process, searcher, scifact_queri
         default = (await client.post("/search", json={"query": scifact_queries[0], "k": 5})).json()
     assert named["scorer"] == default["scorer"] == "exact"
     assert named["hits"] == default["hits"]
+    blocked = (await client_post(in_process, {"query": scifact_queries[0], "k": 5, "scorer": "exact-blocked"}))
+    assert blocked["scorer"] == "exact-blocked" and blocked["hits"] == named["hits"]  # safe: the same hits
     want = searcher.search(scifact_queries[0], k=5)
     assert [h["id"] for h in named["hits"]] == [h.id for h in want.hits]
     assert named["postings_traversed"] == want.postings_traversed > 0
 
 
+async def client_post(in_process, body):
+    async with in_process() as client:
+        return (await client.post("/search", json=body)).json()
+
+
 @pytest.mark.parametrize("body, field, fragment", [
+    ({"scorer": "pruned-rescore"}, "scorer", "the index lacks the parts it needs (['pruned_rescore'])"),
+    ({"scorer": "exact", "scorer_options": {"query_cut": 3}}, "scorer_options.query_cut", "has no option"),
     ({"scorer": "seismic"}, "scorer", "unknown scorer: 'seismic'"),
     ({"scorer_options": {"heap_factor": 0.9}}, "scorer_options.heap_factor", "has no option 'heap_factor'"),
     ({"scorer": ""}, "scorer", "at least 1 character"),
@@ -45,7 +56,7 @@ async def test_bad_scorer_requests_are_422_naming_the_field(in_process, body, fi
     error = assert_error_shape(response, 422, "validation_error")
     assert error["details"][0]["field"] == field and fragment in error["message"], error
     if body.get("scorer") == "seismic":
-        assert error["details"][0]["limit"] == "exact"  # the allowed values
+        assert error["details"][0]["limit"] == "exact, exact-blocked"  # the allowed values
     batch_error = assert_error_shape(batch, 422, "validation_error")
     assert batch_error["details"][0]["field"] == f"queries[1].{field}", batch_error
 

@@ -229,13 +229,16 @@ def test_scorer_and_mode_controls_appear_when_info_lists_them(browser, live_serv
     assert by_config == {("exact", "splade"), ("pruned", "hybrid")}
 
 
-def test_scorer_and_mode_controls_are_hidden_when_info_lacks_them(browser, live_service):
-    """The small index serves one scorer (`exact`, listed in /info): nothing to choose. It has the BM25 field,
-    so /info lists three modes (docs/hybrid.md) and the mode control shows them, the server's default first."""
+def test_scorer_and_mode_controls_show_what_info_lists(browser, live_service):
+    """The small index serves two scorers (`exact`, `exact-blocked`: no index part needed) and, with its BM25
+    field, three modes (docs/hybrid.md): both controls show them, the server's defaults first."""
     open_page(browser, live_service + "/")
     for side in ("a", "b"):
         fieldset = f'fieldset[data-config="{side}"]'
-        assert not browser.find_element("css selector", f"{fieldset} .scorer").is_displayed()
+        scorer = Select(browser.find_element("css selector", f"{fieldset} .scorer"))
+        assert browser.find_element("css selector", f"{fieldset} .scorer").is_displayed()
+        assert [o.get_attribute("value") for o in scorer.options] == ["exact", "exact-blocked"]
+        assert scorer.first_selected_option.get_attribute("value") == "exact"
         assert browser.find_element("css selector", f"{fieldset} .mode").is_displayed()
         options = Select(browser.find_element("css selector", f"{fieldset} .mode")).options
         assert [o.get_attribute("value") for o in options] == ["splade", "bm25", "hybrid"]
