@@ -5,13 +5,15 @@ directory, so it shares the index's document numbers and ids. `python -m index_b
 (or rebuilds) it on an existing index from its document store (or `--corpus`, whose ids must match), atomically
 (engine.index_format.add_parts).
 
-Memory: the analysed documents are kept as term-id/count arrays until the end (BM25 needs the collection's
-document frequencies and mean length before any weight is known): about 6 bytes per (document, term) pair.
+Memory: the analysed documents are kept as flat term-id/count arrays until the end (BM25 needs the collection's
+document frequencies and mean length before any weight is known): 8 bytes per (document, term) pair plus 8 per
+document, outside --memory-budget-mb (the build's memory report lists it). A document without text costs 8 bytes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from array import array
 from collections import Counter
 from pathlib import Path
 
@@ -36,32 +38,35 @@ class Bm25PartBuilder:
         self.analyzer = analyzer or bm25.Analyzer()
         self.impact_bits = impact_bits
         self.vocabulary: dict[str, int] = {}
-        self._term_ids: list[np.ndarray] = []
-        self._counts: list[np.ndarray] = []
+        # Flat buffers (no Python object per document): term ids and counts of every (document, term) pair, and
+        # each document's number of distinct terms.
+        self._term_ids = array("I")
+        self._counts = array("I")
+        self._per_doc = array("q")
 
     @property
     def num_documents(self) -> int:
-        return len(self._term_ids)
+        return len(self._per_doc)
 
     def add(self, text: str) -> None:
-        counts = Counter(self.analyzer.terms(text))
+        counts = Counter(self.analyzer.terms(text)) if text else {}
         vocab = self.vocabulary
-        ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in counts), dtype=np.uint32, count=len(counts))
-        self._term_ids.append(ids)
-        self._counts.append(np.fromiter(counts.values(), dtype=np.uint32, count=len(counts)))
+        self._term_ids.extend(vocab.setdefault(t, len(vocab)) for t in counts)
+        self._counts.extend(counts.values())
+        self._per_doc.append(len(counts))
 
     def buffered_bytes(self) -> int:
-        """Memory held by the buffered per-document term ids and counts."""
-        return sum(a.nbytes for a in self._term_ids) + sum(a.nbytes for a in self._counts)
+        """Memory held by the buffered term ids, counts and per-document sizes."""
+        return sum(len(a) * a.itemsize for a in (self._term_ids, self._counts, self._per_doc))
 
     def write(self, directory: Path) -> tuple[str, PartInfo]:
         directory = Path(directory)
         num_docs = self.num_documents
-        lengths = np.fromiter((int(c.sum()) for c in self._counts), dtype=np.int64, count=num_docs)
-        per_doc = np.fromiter((len(t) for t in self._term_ids), dtype=np.int64, count=num_docs)
-        terms = np.concatenate(self._term_ids) if num_docs else np.zeros(0, np.uint32)
-        tfs = np.concatenate(self._counts) if num_docs else np.zeros(0, np.uint32)
+        per_doc = np.frombuffer(self._per_doc, dtype=np.int64) if num_docs else np.zeros(0, np.int64)
+        terms = np.frombuffer(self._term_ids, dtype=np.uint32) if len(self._term_ids) else np.zeros(0, np.uint32)
+        tfs = np.frombuffer(self._counts, dtype=np.uint32) if len(self._counts) else np.zeros(0, np.uint32)
         docs = np.repeat(np.arange(num_docs, dtype=np.uint32), per_doc)
+        lengths = np.bincount(docs, weights=tfs, minlength=num_docs).astype(np.int64)
         vocab_size = len(self.vocabulary)
         df = np.bincount(terms, minlength=vocab_size)
         avgdl = float(lengths.mean()) if num_docs and lengths.sum() > 0 else 1.0

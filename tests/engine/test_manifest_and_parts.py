@@ -56,7 +56,7 @@ def test_an_index_written_before_parts_existed_still_opens(index_dir):
     (index_dir / MANIFEST).write_text(json.dumps(manifest))
     index = open_index(index_dir, verify_checksums=True)
     assert index.parts == {} and index.typed_manifest.default_scorer == "exact"
-    assert scorers.available(index) == ["exact"]
+    assert scorers.available(index) == ["exact", "exact-blocked"]  # the scorers that need no part
     assert index.manifest["block_max"] is None  # provenance keys are kept as written
 
 
@@ -75,7 +75,7 @@ def test_add_parts_is_atomic_and_makes_a_scorer_available(index_dir):
         assert set(after.parts) == {"doc_lengths"} and after.parts["doc_lengths"].params == {"dtype": "int32"}
         lengths = after.part_array("doc_lengths", "doc_lengths.values.npy", np.int32, after.num_documents)
         assert lengths.tolist() == [4] * 50
-        assert scorers.available(after) == ["exact", "needs-doc-lengths"]
+        assert scorers.available(after) == ["exact", "exact-blocked", "needs-doc-lengths"]
         # The postings were hard-linked, not rewritten: same bytes, same checksums.
         assert after.manifest["files"]["doc_numbers.npy"] == before.manifest["files"]["doc_numbers.npy"]
         with pytest.raises(IndexFormatError, match="no part 'forward'"):
