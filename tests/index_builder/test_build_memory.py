@@ -115,8 +115,8 @@ def test_peak_anonymous_memory_does_not_grow_with_the_corpus(tmp_path, default_m
     # of 32 terms), so the fixed validation buffer has the same size in both builds.
     sizes = (17_000, 100_000)
     corpora = [cycled_corpus(tmp_path / f"c{size}.jsonl", size, tokens, terms=32) for size in sizes]
-    # An unmeasured build of the larger corpus first: code paths only a large build takes (several merge ranges)
-    # are JIT-compiled by Numba on first use, a few MiB once per checkout (cached after), not per document.
+    # An unmeasured build first, so that one-time costs of a fresh checkout (Numba's compile cache, the first
+    # files written) cannot land in one of the two measured builds only.
     build_in_child(corpora[1], tmp_path / "warm-up", default_model_dir, 8, repo_root)
     peaks, manifests = [], []
     for size, corpus in zip(sizes, corpora):
