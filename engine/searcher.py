@@ -92,6 +92,7 @@ class SearchResult:
     timings: StageTimes = field(default_factory=StageTimes)
     query_terms: list[tuple[str, float]] | None = None  # (token, weight) of `query`; None unless asked for
     mode: str = "splade"
+    generation: int = 0  # of the snapshot that answered (engine.snapshot; +1 on every swap)
 
     @property
     def postings_traversed(self) -> int:
@@ -184,8 +185,30 @@ class Searcher:
     def swap_index(self, index: InvertedIndex) -> Snapshot:
         """Serve `index` from the next search on (it must share the encoder's vocabulary; the snapshot rule
         keeps running searches on the index they started with)."""
+        return self.served.install(self.prepare_swap(index, warm=False))
+
+    def prepare_swap(self, index: InvertedIndex, warm: bool = True) -> Snapshot:
+        """A validated (and, with `warm`, warmed) snapshot of `index`, not yet served: the same vocabulary as
+        the encoder, the default scorer and the server's default mode servable, every scorer bound and run
+        once. Raises IncompatibleArtifactsError / InvalidQueryError / IndexFormatError; nothing changes then."""
         check_compatible(index, self.encoder)
-        return self.served.swap(index)
+        hybrid.check_mode(index, self.mode)
+        snapshot = self.served.prepare(index)
+        if warm:
+            self.warm_snapshot(snapshot)
+        return snapshot
+
+    def install(self, snapshot: Snapshot) -> Snapshot:
+        """Serve a snapshot made by `prepare_swap` from the next search on."""
+        return self.served.install(snapshot)
+
+    def warm_snapshot(self, snapshot: Snapshot) -> None:
+        """Bind every scorer of `snapshot` and run a real query through each, and through every mode."""
+        query = self.encode_texts(["warm up"]).queries[0]
+        for name in snapshot.choices:
+            self.score(snapshot, query, SearchOptions(k=10, scorer=name))
+        for mode in hybrid.available_modes(snapshot.index)[1:]:
+            self.score_mode(snapshot, query, "warm up", SearchOptions(k=10, mode=mode))
 
     # -- stages ----------------------------------------------------------------------------------------------
     def resolve_max_terms(self, requested: int | None) -> int | None:
@@ -322,7 +345,7 @@ class Searcher:
                 times.score = scored.score_s
                 times.total = time.perf_counter() - started
                 results.append(SearchResult(sparse, scored.hits, scored.scorer, scored.stats, times,
-                                            self.query_terms(sparse), scored.mode))
+                                            self.query_terms(sparse), scored.mode, snapshot.generation))
         return results
 
     def warm_up(self) -> None:

@@ -139,12 +139,20 @@ class ServedIndex:
         finally:
             snapshot.release()
 
-    def swap(self, index: InvertedIndex) -> Snapshot:
-        """Serve `index` from now on; the previous snapshot closes when its last search ends."""
-        snapshot = Snapshot(index, self._default_scorer(index))  # validated before anything changes
+    def prepare(self, index: InvertedIndex) -> Snapshot:
+        """A snapshot of `index`, validated (its default scorer servable) but not yet served: warm it, then
+        `install` it."""
+        return Snapshot(index, self._default_scorer(index))
+
+    def install(self, snapshot: Snapshot) -> Snapshot:
+        """Serve `snapshot` from now on; the previous one closes its index when its last search ends."""
         with self._lock:
             previous = self._current
             snapshot.generation = previous.generation + 1
             self._current = snapshot
         previous._retire()
-        return self._current
+        return snapshot
+
+    def swap(self, index: InvertedIndex) -> Snapshot:
+        """Serve `index` from now on (prepare + install); validated before anything changes."""
+        return self.install(self.prepare(index))
