@@ -12,14 +12,15 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from engine import scorers
+from engine import scorers, segments
 from engine.index_format import InvertedIndex
+from engine.segments import Generation
 from engine.query import SparseQuery
 from engine.scorers.base import Scorer, TopK
 
 
 class Snapshot:
-    def __init__(self, index: InvertedIndex, default_scorer: str, generation: int = 0) -> None:
+    def __init__(self, index: InvertedIndex | Generation, default_scorer: str, generation: int = 0) -> None:
         scorers.resolve(default_scorer, index)  # fail now, not on the first request
         self.index = index
         self.default_scorer = default_scorer
@@ -50,7 +51,7 @@ class Snapshot:
             with self._bind_lock:
                 bound = self._bound.get(cls.name)
                 if bound is None:
-                    bound = self._bound[cls.name] = cls.for_index(self.index)
+                    bound = self._bound[cls.name] = segments.bind(cls, self.index)
         return bound
 
     def options(self, name: str | None = None, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -113,13 +114,13 @@ class Snapshot:
 class ServedIndex:
     """Holds the current snapshot; `acquire()` for a search, `swap()` to serve another index."""
 
-    def __init__(self, index: InvertedIndex, scorer_override: str | None = None) -> None:
+    def __init__(self, index: InvertedIndex | Generation, scorer_override: str | None = None) -> None:
         """`scorer_override` (the SPLADE_SCORER setting) replaces the default each index's manifest names."""
         self._lock = threading.Lock()
         self._scorer_override = scorer_override
         self._current = Snapshot(index, self._default_scorer(index), 0)
 
-    def _default_scorer(self, index: InvertedIndex) -> str:
+    def _default_scorer(self, index: InvertedIndex | Generation) -> str:
         return self._scorer_override or index.typed_manifest.default_scorer
 
     @property
@@ -136,8 +137,9 @@ class ServedIndex:
         finally:
             snapshot.release()
 
-    def swap(self, index: InvertedIndex) -> Snapshot:
-        """Serve `index` from now on; the previous snapshot closes when its last search ends."""
+    def swap(self, index: InvertedIndex | Generation) -> Snapshot:
+        """Serve `index` (a plain index or a generation of a segmented one, engine.segments) from now on; the
+        previous snapshot closes when its last search ends."""
         snapshot = Snapshot(index, self._default_scorer(index))  # validated before anything changes
         with self._lock:
             previous = self._current
