@@ -342,6 +342,11 @@ class IndexWriter:
         self._id_map = None
 
     @property
+    def pending(self) -> WriteReport:
+        """What the next commit will do (added, replaced, deleted, saturated postings, segments written)."""
+        return self._report
+
+    @property
     def has_changes(self) -> bool:
         return bool(self._pending_segments or self._dirty or any(d is not None for d in self._buffer))
 
