@@ -12,10 +12,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from engine import scorers, segments
 from engine.index_format import InvertedIndex
-from engine.segments import Generation
 from engine.query import SparseQuery
+from engine.segments import Generation
 from engine.scorers.base import Scorer, TopK
 
 
@@ -71,11 +73,22 @@ class Snapshot:
         return scratch
 
     def search(self, query: SparseQuery, k: int, scorer: str | None = None,
-               options: Mapping[str, Any] | None = None) -> tuple[TopK, str]:
-        """The top-k and the name it was served by (the scorer or configuration asked for, or the default)."""
+               options: Mapping[str, Any] | None = None, allowed: np.ndarray | None = None,
+               segment_mask: segments.SegmentMask | None = None) -> tuple[TopK, str]:
+        """The top-k among the documents `allowed` lets through (None: all), and the name it was served by (the
+        scorer or configuration asked for, or the default). On a generation (engine.segments) `allowed` covers
+        its global document numbers, and `segment_mask(segment)` may give each segment's own mask instead
+        (e.g. a metadata filter evaluated per segment); deleted documents are never returned."""
         name = scorer or self.default_scorer
         bound = self.scorer(name)
-        return bound.search(query, k, self.scratch(bound), self.options(name, options)), name
+        scratch, resolved = self.scratch(bound), self.options(name, options)
+        if isinstance(bound, segments.SegmentedScorer):
+            return bound.search(query, k, scratch, resolved, allowed, segment_mask=segment_mask), name
+        if segment_mask is not None:  # a plain index is its own one segment
+            own = segment_mask(segments.Segment(segments.BASE_SEGMENT, self.index, 0, None))
+            if own is not None:
+                allowed = own if allowed is None else (np.asarray(own, dtype=bool) & allowed)
+        return bound.search(query, k, scratch, resolved, allowed), name
 
     @contextlib.contextmanager
     def retained(self) -> Iterator[Snapshot]:
