@@ -256,16 +256,18 @@ class SegmentedBm25Field:
     def query(self, text: str) -> list[SparseQuery]:
         return [field.query(text) for field in self.fields]
 
-    def search(self, queries: list[SparseQuery], k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def search(self, queries: list[SparseQuery], k: int, allowed: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Top-k over the segments' live documents (and `allowed`, bool over global document numbers)."""
         hits, postings = [], 0
         for segment, field, query in zip(self.generation.segments, self.fields, queries):
-            live = segment.live_mask()
-            depth = k if live is None else min(k + segment.deleted, segment.num_slots)
-            docs, scores, traversed = field.search(query, depth)
+            part = None if allowed is None else np.asarray(allowed[segment.doc_base:segment.doc_base
+                                                                   + segment.num_slots], dtype=bool)
+            mask = segment.allowed(part)
+            if mask is not None and not mask.any():
+                continue
+            docs, scores, traversed = field.search(query, k, mask)
             postings += traversed
-            if live is not None:
-                keep = live[docs]
-                docs, scores = docs[keep][:k], scores[keep][:k]
             hits.append((docs.astype(np.int64) + segment.doc_base, scores))
         docs, scores = merge_top_k(hits, k)
         return docs, scores, postings
