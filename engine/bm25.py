@@ -202,7 +202,8 @@ def field_of(index: InvertedIndex, field_name: str = "mode") -> Bm25Field:
     with _FIELDS_LOCK:
         opened = _FIELDS.get(index)
         if opened is None:
-            opened = _FIELDS[index] = Bm25Field(index)
+            segmented = getattr(index, "bm25_field", None)  # a generation: one field per segment (engine.segments)
+            opened = _FIELDS[index] = segmented() if segmented is not None else Bm25Field(index)
     return opened
 
 

@@ -59,3 +59,28 @@ def quantize(weights: np.ndarray, plan: Quantization) -> np.ndarray:
         raise QuantizationRangeError(f"weights must be > 0, found {float(weights.min())}")
     np.maximum(levels, plan.min_impact, out=levels)
     return levels.astype(plan.dtype)
+
+
+def fixed_quantization(scale: float, dtype: str) -> Quantization:
+    """A plan with a given scale (a segmented index fixes its scale at creation: every segment reuses it)."""
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"impact scale must be finite and > 0, got {scale}")
+    if dtype not in ("uint8", "uint16"):
+        raise ValueError(f"impact dtype must be uint8 or uint16, got {dtype!r}")
+    max_impact = int(np.iinfo(np.dtype(dtype)).max)
+    return Quantization(dtype=dtype, scale=float(scale), max_impact=max_impact, max_weight=float(scale) * max_impact,
+                        method="fixed")
+
+
+def quantize_saturating(weights: np.ndarray, plan: Quantization) -> tuple[np.ndarray, int]:
+    """Impacts under a fixed scale: weights above max_impact x scale saturate at max_impact (the count of those
+    is returned, and reported by add / build); every impact is at least min_impact, as in `quantize`."""
+    weights = np.asarray(weights)
+    if weights.size == 0:
+        return np.zeros(0, dtype=plan.dtype), 0
+    if not np.all(np.isfinite(weights)) or float(weights.min()) <= 0:
+        raise QuantizationRangeError("weights must be finite and > 0")
+    levels = np.rint(weights.astype(np.float64) / plan.scale)
+    saturated = int(np.count_nonzero(levels > plan.max_impact))
+    np.clip(levels, plan.min_impact, plan.max_impact, out=levels)
+    return levels.astype(plan.dtype), saturated

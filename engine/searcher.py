@@ -21,7 +21,8 @@ import numpy as np
 from engine import hybrid
 from engine.errors import IncompatibleArtifactsError, InvalidQueryError, UnknownTokenError
 from engine.fusion import FusionSpec
-from engine.index_format import InvertedIndex, open_index
+from engine.index_format import InvertedIndex
+from engine.segments import open_searchable
 from engine.query import SparseQuery, prune_query
 from engine.snapshot import ServedIndex, Snapshot
 
@@ -169,7 +170,7 @@ class Searcher:
                    fusion: FusionSpec | None = None) -> Searcher:
         from models.runtime import RuntimeOptions, load_query_encoder
 
-        index = open_index(index_dir, verify_checksums=verify_checksums)
+        index = open_searchable(index_dir, verify_checksums=verify_checksums)  # plain or segmented (a generation)
         encoder = load_query_encoder(model_dir, runtime_options or RuntimeOptions(), max_length=query_max_length)
         return cls(index, encoder, max_query_terms=max_query_terms, scorer=scorer, mode=mode, fusion=fusion)
 
@@ -296,6 +297,8 @@ class Searcher:
     def contributions(self, index: InvertedIndex, doc_number: int, query: SparseQuery) -> dict[str, float]:
         """Per query term, its part of the document's score (only the terms the document contains)."""
         parts: dict[str, float] = {}
+        if hasattr(index, "locate"):  # a generation (engine.segments): the segment holding the document
+            index, doc_number = index.locate(doc_number)
         scale = np.float32(index.scale)
         for term, weight in zip(query.term_ids.tolist(), query.weights.tolist()):
             docs, impacts = index.postings(term)

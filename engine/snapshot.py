@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from engine import scorers
+from engine import scorers, segments
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
+from engine.segments import Generation
 from engine.scorers.base import Scorer, TopK
 
 
 class Snapshot:
-    def __init__(self, index: InvertedIndex, default_scorer: str, generation: int = 0) -> None:
+    def __init__(self, index: InvertedIndex | Generation, default_scorer: str, generation: int = 0) -> None:
         scorers.resolve(default_scorer, index)  # fail now, not on the first request
         self.index = index
         self.default_scorer = default_scorer
@@ -52,7 +53,7 @@ class Snapshot:
             with self._bind_lock:
                 bound = self._bound.get(cls.name)
                 if bound is None:
-                    bound = self._bound[cls.name] = cls.for_index(self.index)
+                    bound = self._bound[cls.name] = segments.bind(cls, self.index)
         return bound
 
     def options(self, name: str | None = None, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -72,12 +73,22 @@ class Snapshot:
         return scratch
 
     def search(self, query: SparseQuery, k: int, scorer: str | None = None,
-               options: Mapping[str, Any] | None = None, allowed: np.ndarray | None = None) -> tuple[TopK, str]:
+               options: Mapping[str, Any] | None = None, allowed: np.ndarray | None = None,
+               segment_mask: segments.SegmentMask | None = None) -> tuple[TopK, str]:
         """The top-k among the documents `allowed` lets through (None: all), and the name it was served by (the
-        scorer or configuration asked for, or the default)."""
+        scorer or configuration asked for, or the default). On a generation (engine.segments) `allowed` covers
+        its global document numbers, and `segment_mask(segment)` may give each segment's own mask instead
+        (e.g. a metadata filter evaluated per segment); deleted documents are never returned."""
         name = scorer or self.default_scorer
         bound = self.scorer(name)
-        return bound.search(query, k, self.scratch(bound), self.options(name, options), allowed), name
+        scratch, resolved = self.scratch(bound), self.options(name, options)
+        if isinstance(bound, segments.SegmentedScorer):
+            return bound.search(query, k, scratch, resolved, allowed, segment_mask=segment_mask), name
+        if segment_mask is not None:  # a plain index is its own one segment
+            own = segment_mask(segments.Segment(segments.BASE_SEGMENT, self.index, 0, None))
+            if own is not None:
+                allowed = own if allowed is None else (np.asarray(own, dtype=bool) & allowed)
+        return bound.search(query, k, scratch, resolved, allowed), name
 
     @contextlib.contextmanager
     def retained(self) -> Iterator[Snapshot]:
@@ -116,13 +127,13 @@ class Snapshot:
 class ServedIndex:
     """Holds the current snapshot; `acquire()` for a search, `swap()` to serve another index."""
 
-    def __init__(self, index: InvertedIndex, scorer_override: str | None = None) -> None:
+    def __init__(self, index: InvertedIndex | Generation, scorer_override: str | None = None) -> None:
         """`scorer_override` (the SPLADE_SCORER setting) replaces the default each index's manifest names."""
         self._lock = threading.Lock()
         self._scorer_override = scorer_override
         self._current = Snapshot(index, self._default_scorer(index), 0)
 
-    def _default_scorer(self, index: InvertedIndex) -> str:
+    def _default_scorer(self, index: InvertedIndex | Generation) -> str:
         return self._scorer_override or index.typed_manifest.default_scorer
 
     @property
@@ -139,9 +150,9 @@ class ServedIndex:
         finally:
             snapshot.release()
 
-    def prepare(self, index: InvertedIndex) -> Snapshot:
-        """A snapshot of `index`, validated (its default scorer servable) but not yet served: warm it, then
-        `install` it."""
+    def prepare(self, index: InvertedIndex | Generation) -> Snapshot:
+        """A snapshot of `index` (a plain index or a generation of a segmented one, engine.segments), validated
+        (its default scorer servable) but not yet served: warm it, then `install` it."""
         return Snapshot(index, self._default_scorer(index))
 
     def install(self, snapshot: Snapshot) -> Snapshot:
@@ -153,6 +164,6 @@ class ServedIndex:
         previous._retire()
         return snapshot
 
-    def swap(self, index: InvertedIndex) -> Snapshot:
+    def swap(self, index: InvertedIndex | Generation) -> Snapshot:
         """Serve `index` from now on (prepare + install); validated before anything changes."""
         return self.install(self.prepare(index))

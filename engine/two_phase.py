@@ -68,6 +68,25 @@ def rescore(offsets, term_ids, impacts, query_terms, query_weights, scale, docs)
     return out
 
 
+def rescore_documents(index, query: SparseQuery, docs: np.ndarray) -> np.ndarray:
+    """Full-query scores of `docs`; on a generation (engine.segments), each segment rescores its own documents
+    from its own forward index with its own scale."""
+    segments = getattr(index, "segments", None)
+    if segments is None:
+        forward = forward_of(index)
+        return rescore(forward.offsets, forward.term_ids, forward.impacts, query.term_ids, query.weights,
+                       np.float32(index.scale), docs)
+    scores = np.zeros(len(docs), dtype=np.float32)
+    which = index.segment_of(docs)
+    for i in np.unique(which).tolist():
+        rows = np.flatnonzero(which == i)
+        segment = segments[i]
+        forward = forward_of(segment.index)
+        scores[rows] = rescore(forward.offsets, forward.term_ids, forward.impacts, query.term_ids, query.weights,
+                               np.float32(segment.index.scale), docs[rows] - segment.doc_base)
+    return scores
+
+
 def search(snapshot, query: SparseQuery, k: int, ratio: float, scorer: str | None, scorer_options,
            allowed: np.ndarray | None = None):
     """(TopK-like doc numbers int64, scores float32, stats) of the two-phase search; candidates come only from
@@ -76,10 +95,8 @@ def search(snapshot, query: SparseQuery, k: int, ratio: float, scorer: str | Non
     heavy = prune(query, ratio=ratio)
     top, served_by = snapshot.search(heavy, candidates(k, index.num_documents), scorer, scorer_options, allowed)
     started = time.perf_counter()
-    forward = forward_of(index)
     docs = np.ascontiguousarray(top.doc_numbers, dtype=np.int64)
-    scores = rescore(forward.offsets, forward.term_ids, forward.impacts, query.term_ids, query.weights,
-                     np.float32(index.scale), docs)
+    scores = rescore_documents(index, query, docs)
     order = np.lexsort((docs, -scores))[:k]
     keep = scores[order] > 0
     stats = dict(top.stats)

@@ -100,8 +100,8 @@ def encoded_documents(corpus: Path, encoder, settings: EncodeSettings
 
 def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettings = EncodeSettings(), *,
                 impact_bits: int = 8, memory_budget_mb: int = 1024, store_text: bool = True,
-                save_vectors: Path | None = None, encoder=None, bm25: Bm25PartBuilder | None = None
-                ) -> dict[str, Any]:
+                save_vectors: Path | None = None, encoder=None, bm25: Bm25PartBuilder | None = None,
+                impact_scale: float | None = None) -> dict[str, Any]:
     """Build the index at `out` (replacing any previous one only once the new one is complete and valid).
 
     `bm25` (a fresh Bm25PartBuilder) also builds the BM25 field from the same texts (index_builder.bm25_part).
@@ -146,7 +146,7 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                         (staged / name).unlink()
             monitor.sample()
             raise_on_duplicate(corpus, id_check, staged, len(ids), budget)
-            result = inverter.finish(staged, impact_bits)
+            result = inverter.finish(staged, impact_bits, impact_scale)
             parts = {}
             if bm25 is not None and bm25.vocabulary:  # vectors without text: nothing to analyse, no field
                 name, info = bm25.write(staged)
@@ -243,6 +243,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="index directory to create or replace")
     parser.add_argument("--impact-bits", type=int, choices=(8, 16), default=8,
                         help="bits per stored impact: 8 (default, compact) or 16 (near-float precision)")
+    parser.add_argument("--impact-scale", type=float, default=None,
+                        help="fix the quantization scale (weight = impact x scale) instead of deriving it from the "
+                             "largest weight; larger weights saturate at the top impact (counted). Gives the "
+                             "impacts of a segmented index's added segments, whose scale is the index's")
     parser.add_argument("--memory-budget-mb", type=positive_int, default=1024,
                         help="memory for what grows with the corpus (postings buffer, duplicate-id check, merges), "
                              "in MiB (1024); the interpreter, the model and the encoder's batch come on top")
@@ -263,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = build_index(args.corpus, args.out, args.model, settings_from_args(args), impact_bits=args.impact_bits,
                            memory_budget_mb=args.memory_budget_mb, store_text=not args.no_text,
                            save_vectors=args.save_vectors,
-                           bm25=None if args.no_bm25 else Bm25PartBuilder(args.bm25_k1, args.bm25_b))
+                           bm25=None if args.no_bm25 else Bm25PartBuilder(args.bm25_k1, args.bm25_b),
+                           impact_scale=args.impact_scale)
     counts, quant = manifest["counts"], manifest["quantization"]
     size = sum(entry["size"] for entry in manifest["files"].values())
     print(f"built {args.out}: {counts['documents']} documents ({counts['empty_documents']} empty), "

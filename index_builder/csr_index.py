@@ -19,7 +19,7 @@ from index_builder.inversion import ChunkedInverter
 
 def build_index_from_csr(out: str | Path, indptr: np.ndarray, term_ids: np.ndarray, weights: np.ndarray, *,
                          vocab_size: int, tokenizer_sha256: str = "none", ids: Sequence[str] | None = None,
-                         documents: Sequence[dict[str, str]] | None = None, impact_bits: int = 8,
+                         documents: Sequence[dict[str, str]] | None = None, impact_bits: int = 8, impact_scale: float | None = None,
                          memory_budget_mb: int = 1024, chunk_documents: int = 65536,
                          **fields: Any) -> dict[str, Any]:
     started = time.time()
@@ -44,7 +44,7 @@ def build_index_from_csr(out: str | Path, indptr: np.ndarray, term_ids: np.ndarr
         id_writer.close()
         if store is not None:
             store.close()
-        result = inverter.finish(staged, impact_bits)
+        result = inverter.finish(staged, impact_bits, impact_scale)
         empty = int(np.count_nonzero(np.diff(indptr) == 0))
         fields.setdefault("build", {"memory_budget_mb": memory_budget_mb, "inversion_runs": result.runs})
         manifest = index_manifest(result, started, vocab_size, tokenizer_sha256, empty,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import index_format
-from engine.impacts import Quantization, plan_quantization, quantize
+from engine.impacts import IMPACT_BITS, Quantization, fixed_quantization, plan_quantization, quantize, quantize_saturating
 
 # Buffering: term id + doc number + weight (12 B), the argsort permutation (8 B) and the sorted copies (12 B).
 # Merging: the range's doc numbers + weights (8 B), and per run its destinations (16 B) and segment (8 B), or
@@ -45,6 +45,7 @@ class InversionResult:
     terms_with_postings: int
     quantization: Quantization
     runs: int
+    saturated_postings: int = 0  # only with a fixed impact scale: weights above its range, stored at the top
 
 
 class ChunkedInverter:
@@ -130,10 +131,19 @@ class ChunkedInverter:
         self._runs.append(run)
         self._weights, self._buffered = [], 0
 
-    def finish(self, out_dir: Path, impact_bits: int = 8) -> InversionResult:
-        """Merge the runs into offsets.npy, doc_numbers.npy and impacts.npy in `out_dir`; remove the runs."""
+    def finish(self, out_dir: Path, impact_bits: int = 8, impact_scale: float | None = None) -> InversionResult:
+        """Merge the runs into offsets.npy, doc_numbers.npy and impacts.npy in `out_dir`; remove the runs.
+
+        `impact_scale` fixes the scale (`build --impact-scale`, what a segmented index's added segments use):
+        weights above its range saturate at the largest impact and are counted, instead of an error."""
         self._flush()
-        plan = plan_quantization(self.max_weight, impact_bits)
+        self.saturated = 0
+        if impact_scale is None:
+            plan = plan_quantization(self.max_weight, impact_bits)
+        else:
+            if impact_bits not in IMPACT_BITS:
+                raise ValueError(f"impact bits must be one of {sorted(IMPACT_BITS)}, got {impact_bits}")
+            plan = fixed_quantization(impact_scale, np.dtype(IMPACT_BITS[impact_bits]).name)
         counts = self._counts
         offsets = np.zeros(self.vocab_size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
@@ -162,7 +172,14 @@ class ChunkedInverter:
                 path.unlink()
         shutil.rmtree(self.scratch_dir, ignore_errors=True)
         return InversionResult(self.num_documents, num_postings, int(np.count_nonzero(counts)), plan,
-                               len(self._runs))
+                               len(self._runs), self.saturated)
+
+    def _quantize(self, weights: np.ndarray, plan: Quantization) -> np.ndarray:
+        if plan.method != "fixed":
+            return quantize(weights, plan)
+        impacts, saturated = quantize_saturating(weights, plan)
+        self.saturated += saturated
+        return impacts
 
     def _merge_range(self, first: int, last: int, offsets: np.ndarray, cursors: list[int], plan: Quantization,
                      doc_out, impact_out) -> None:
@@ -191,7 +208,7 @@ class ChunkedInverter:
             cursors[r] += taken
         doc_out.write(memoryview(doc_numbers))
         del doc_numbers
-        impact_out.write(memoryview(quantize(weights, plan)))
+        impact_out.write(memoryview(self._quantize(weights, plan)))
 
     def _stream_term(self, term: int, cursors: list[int], plan: Quantization, doc_out, impact_out) -> None:
         """One term with more postings than a range holds: each run's segment in order, in pieces."""
@@ -200,7 +217,7 @@ class ChunkedInverter:
             while remaining:
                 take = min(remaining, self.run_capacity)
                 doc_out.write(memoryview(_read(run.doc_numbers, np.uint32, cursors[r], take)))
-                impact_out.write(memoryview(quantize(_read(run.weights, np.float32, cursors[r], take), plan)))
+                impact_out.write(memoryview(self._quantize(_read(run.weights, np.float32, cursors[r], take), plan)))
                 cursors[r] += take
                 remaining -= take
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import Searcher
-from engine.index_format import open_index
+from engine.segments import open_searchable
 from service.errors import ApiError, detail
 from service.metrics import ServiceMetrics
 
@@ -71,13 +71,13 @@ def directory_fingerprint(path: Path) -> tuple:
 
 def lifecycle_counts(index: Any) -> tuple[int, int]:
     """(segments, deleted documents) of what is served; a plain index directory is one segment, none deleted."""
-    return int(getattr(index, "num_segments", 1)), int(getattr(index, "deleted_documents", 0))
+    return len(getattr(index, "segments", (index,))), int(getattr(index, "deleted_documents", 0))
 
 
 class IndexReloader:
     def __init__(self, searcher: Searcher, index_dir: str | os.PathLike, metrics: ServiceMetrics, *,
                  poll_seconds: float = 2.0, verify_checksums: bool = True,
-                 opener: Callable[..., Any] = open_index) -> None:
+                 opener: Callable[..., Any] = open_searchable) -> None:
         self.searcher = searcher
         self.index_dir = Path(index_dir)
         self.metrics = metrics
@@ -97,7 +97,8 @@ class IndexReloader:
             status = asdict(self._status)
         segments, deleted = lifecycle_counts(self.searcher.index)
         return {**status, "segments": segments, "deleted_documents": deleted,
-                "documents": int(self.searcher.index.num_documents)}
+                "documents": int(self.searcher.index.num_documents),
+                "commit_generation": int(getattr(self.searcher.index, "number", 0))}
 
     def reload(self, trigger: str = "admin") -> dict[str, Any]:
         """Swap in what the directory holds now if it changed; ReloadRefusedError (old generation kept) if it
