@@ -35,6 +35,8 @@ from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
 from service.batch_policy import warm_up_batch_shapes
 from service.reloader import IndexReloader
+from service.write_schemas import WriteResponse, write_models
+from service.writes import DocumentWrites, writes_disabled
 from service.security import AdminAuth, ApiKeyAuth, install_edge
 from service.schemas import (BatchSearchResponse, ErrorResponse, Health, Info, ReloadResponse, SearchResponse,
                              request_models)
@@ -43,8 +45,8 @@ from service.workbench import install_workbench
 
 logger = logging.getLogger("service")
 
-ROUTES = ("/search", "/search/batch", "/healthz", "/readyz", "/info", "/metrics", "/admin/reload", "/openapi.json",
-          "/docs")
+ROUTES = ("/search", "/search/batch", "/healthz", "/readyz", "/info", "/metrics", "/admin/reload", "/documents",
+          "/openapi.json", "/docs")
 _STARTED_KEY = "splade_started"
 
 _ERRORS = {
@@ -92,6 +94,7 @@ class ServiceState:
         self.auth = ApiKeyAuth(settings.api_key.get_secret_value() if settings.api_key else None)
         self.admin_auth = AdminAuth(self.auth)
         self.reloader: IndexReloader | None = None  # hot swap, once loaded (service/reloader.py)
+        self.writes: DocumentWrites | None = None  # SPLADE_WRITES=true, once loaded (service/writes.py)
         self.draining = False  # set on SIGTERM (service/shutdown.py): readiness fails while requests finish
 
     def start_draining(self) -> None:
@@ -184,6 +187,8 @@ def create_app(
     state = ServiceState(settings)
     models = request_models(settings)
     SearchRequest, BatchSearchRequest = models.search, models.batch
+    writes = write_models(settings)
+    PutDocumentsRequest, DeleteDocumentsRequest = writes.put, writes.delete
 
     async def load() -> None:
         loop = asyncio.get_running_loop()
@@ -205,6 +210,8 @@ def create_app(
             state.reloader = IndexReloader(loaded, watched, state.metrics, poll_seconds=settings.reload_poll_s,
                                            verify_checksums=settings.reload_verify_checksums)
             state.reloader.start()
+            if settings.writes:
+                state.writes = await loop.run_in_executor(None, DocumentWrites, settings, loaded, state.reloader)
             state.pipeline = pipeline
             logger.info(
                 "ready: %d documents, %d postings, provider %s, warm-up %.2f s",
@@ -228,6 +235,8 @@ def create_app(
                 await loader
             except asyncio.CancelledError:
                 pass
+            if state.writes is not None:
+                await asyncio.get_running_loop().run_in_executor(None, state.writes.close)
             if state.reloader is not None:
                 await asyncio.get_running_loop().run_in_executor(None, state.reloader.stop)
             if state.pipeline is not None:
@@ -323,6 +332,30 @@ def create_app(
         state.require_pipeline()
         status = await asyncio.get_running_loop().run_in_executor(None, state.reloader.reload, "admin")
         return _json(ReloadResponse(**{k: status[k] for k in ReloadResponse.model_fields}).model_dump())
+
+    write_errors = {401: _ERRORS[401], 413: _ERRORS[413], 422: _ERRORS[422], 503: _ERRORS[503],
+                    403: {"model": ErrorResponse, "description": "Writes are off (SPLADE_WRITES=false)."},
+                    409: {"model": ErrorResponse, "description": "Another writer holds the index's write lock."}}
+
+    def document_writes():
+        state.require_pipeline()
+        if state.writes is None:
+            raise writes_disabled()
+        return state.writes
+
+    @app.put("/documents", response_model=WriteResponse, responses=write_errors, dependencies=protected)
+    async def put_documents(body: PutDocumentsRequest) -> Response:
+        """Add documents (an existing id is replaced); 200 means durable and visible to the next search."""
+        target = document_writes()
+        done = await asyncio.get_running_loop().run_in_executor(None, target.put, list(body.documents))
+        return _json(WriteResponse(**done).model_dump())
+
+    @app.delete("/documents", response_model=WriteResponse, responses=write_errors, dependencies=protected)
+    async def delete_documents(body: DeleteDocumentsRequest) -> Response:
+        """Delete documents by id (every id must exist); 200 means durable and visible to the next search."""
+        target = document_writes()
+        done = await asyncio.get_running_loop().run_in_executor(None, target.delete, list(body.ids))
+        return _json(WriteResponse(**done).model_dump())
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

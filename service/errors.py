@@ -114,6 +114,8 @@ def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict]:
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "query_or_vector":  # a model-level rule: name the field it is about
             loc = (*loc, "query")
+        elif error.get("type") == "text_or_vector":  # the same rule for a written document
+            loc = (*loc, "text")
         elif error.get("type") == "string_pattern_mismatch":  # the only pattern is \S (some text)
             message = "must contain a non-whitespace character (empty or whitespace-only text)"
         details.append(detail(field_path(loc), message, _json_safe(limit)))

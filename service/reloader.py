@@ -100,9 +100,10 @@ class IndexReloader:
                 "documents": int(self.searcher.index.num_documents),
                 "commit_generation": int(getattr(self.searcher.index, "number", 0))}
 
-    def reload(self, trigger: str = "admin") -> dict[str, Any]:
+    def reload(self, trigger: str = "admin", verify_checksums: bool | None = None) -> dict[str, Any]:
         """Swap in what the directory holds now if it changed; ReloadRefusedError (old generation kept) if it
-        cannot be served. Returns the status."""
+        cannot be served. Returns the status. `verify_checksums` overrides the setting (the write path skips
+        re-hashing files it has just written and fsynced)."""
         with self._lock:
             fingerprint = directory_fingerprint(self.index_dir)
             self._status.last_attempt_unix = time.time()
@@ -113,14 +114,14 @@ class IndexReloader:
                 # Remember it even if refused: the watcher retries when the directory changes again, not on
                 # every poll of the same broken content.
                 self._fingerprint = fingerprint
-                self._swap(trigger)
+                self._swap(trigger, self.verify_checksums if verify_checksums is None else verify_checksums)
         return self.status()
 
-    def _swap(self, trigger: str) -> None:
+    def _swap(self, trigger: str, verify_checksums: bool) -> None:
         started = time.perf_counter()
         index = None
         try:
-            index = self._open(self.index_dir, verify_checksums=self.verify_checksums)
+            index = self._open(self.index_dir, verify_checksums=verify_checksums)
             snapshot = self.searcher.prepare_swap(index)
         except Exception as exc:  # noqa: BLE001 - any failure refuses the new content; the old one serves on
             if index is not None:

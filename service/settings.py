@@ -204,6 +204,18 @@ class Settings(BaseSettings):
         "(reads the whole index once per reload; false = sizes and manifest only).",
     )
 
+    writes: bool = Field(
+        False,
+        description="Accept document writes (`PUT /documents`, `DELETE /documents`; service/writes.py): the service "
+        "becomes the index's one writer. Needs SPLADE_API_KEY.",
+    )
+    max_write_documents: int = Field(
+        256, ge=1, le=100_000, description="Most documents in one `PUT /documents` or ids in one `DELETE /documents`."
+    )
+    max_document_chars: int = Field(
+        100_000, ge=1, le=10_000_000, description="Longest document text (and title) a write accepts, in characters."
+    )
+
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_no_key(cls, value):
@@ -220,6 +232,8 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}USE_INT8 and {ENV_PREFIX}USE_FP16 are exclusive: choose one graph variant")
         if self.fusion_weight_splade <= 0 and self.fusion_weight_bm25 <= 0:
             raise ValueError(f"{ENV_PREFIX}FUSION_WEIGHT_SPLADE and {ENV_PREFIX}FUSION_WEIGHT_BM25 are both 0")
+        if self.writes and self.api_key is None:
+            raise ValueError(f"{ENV_PREFIX}WRITES=true needs {ENV_PREFIX}API_KEY: writes are never open")
         if self.max_batch_queries > self.queue_limit:
             # A batch request is admitted whole or not at all, so it must fit in the queue.
             raise ValueError(

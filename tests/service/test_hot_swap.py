@@ -15,86 +15,26 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
 
 from engine.index_format import open_index
 from engine.query import SparseQuery
 from engine.scorers.exact import ExactScorer
-from index_builder.csr_index import build_index_from_csr
+from tests.support.generations import Collection
 from tests.support.server import REPO_ROOT, running_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 KEY = "hot-swap-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-QUERY_TERMS = 8
-BASE_DOCUMENTS = 3000
 SWAPS = 12
 USERS = 16
 RUN_SECONDS = 30
-
-
-class Collection:
-    """Random sparse documents over the model's vocabulary; generation g adds documents that match the query
-    and deletes some of the best earlier ones, so every generation has its own top-k."""
-
-    def __init__(self, model_dir: Path, seed: int = 11) -> None:
-        manifest = json.loads((model_dir / "manifest.json").read_text())
-        self.vocab_size, self.tokenizer_sha = manifest["vocab_size"], manifest["tokenizer_sha256"]
-        self.rng = np.random.default_rng(seed)
-        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        words = [tokenizer.id_to_token(i) for i in range(2000, self.vocab_size)]
-        self.query_ids = self.rng.choice(np.arange(2000, self.vocab_size), QUERY_TERMS, replace=False)
-        self.query_weights = np.linspace(2.0, 0.5, QUERY_TERMS).astype(np.float32)
-        self.query_vector = {tokenizer.id_to_token(int(t)): float(w)
-                             for t, w in zip(self.query_ids, self.query_weights)}
-        assert len(words) and len(self.query_vector) == QUERY_TERMS
-        self.documents: dict[str, dict[int, float]] = {}
-        for i in range(BASE_DOCUMENTS):
-            self.documents[f"base-{i}"] = self._random_document(matching=i % 10 == 0)
-        self.generation = 0
-
-    def _random_document(self, matching: bool) -> dict[int, float]:
-        terms = self.rng.choice(self.vocab_size, 30, replace=False)
-        if matching:
-            terms[:3] = self.rng.choice(self.query_ids, 3, replace=False)
-        weights = self.rng.uniform(0.1, 3.0, len(terms))
-        return {int(t): float(w) for t, w in zip(terms, weights)}
-
-    def next_generation(self) -> None:
-        """Add 20 documents (3 of them heavier on the query than any before: a new top), delete 10 matching
-        ones (among them the previous generation's best)."""
-        self.generation += 1
-        g = self.generation
-        if g > 1:
-            del self.documents[f"gen{g - 1}-0"]
-        for j in range(20):
-            document = self._random_document(matching=True)
-            if j < 3:
-                document.update({int(t): float(self.rng.uniform(3.0 + g, 4.0 + g)) for t in self.query_ids})
-            self.documents[f"gen{g}-{j}"] = document
-        matching = sorted(doc_id for doc_id, vec in self.documents.items()
-                          if set(vec) & set(self.query_ids.tolist()) and not doc_id.startswith(f"gen{g}-"))
-        for doc_id in self.rng.choice(matching, 9, replace=False):
-            del self.documents[str(doc_id)]
-
-    def build(self, out: Path) -> None:
-        ids = sorted(self.documents)
-        indptr, terms, weights = [0], [], []
-        for doc_id in ids:
-            vector = sorted(self.documents[doc_id].items())
-            terms += [t for t, _ in vector]
-            weights += [w for _, w in vector]
-            indptr.append(len(terms))
-        build_index_from_csr(out, np.array(indptr), np.array(terms, np.int32), np.array(weights, np.float32),
-                             vocab_size=self.vocab_size, tokenizer_sha256=self.tokenizer_sha, ids=ids)
 
 
 def expected_answer(index_dir: Path, collection: Collection, k: int) -> tuple[list[str], list[float]]:

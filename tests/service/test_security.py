@@ -189,3 +189,13 @@ async def test_admin_reload_needs_a_configured_key(in_process):
     assert off.status_code == 403 and "SPLADE_API_KEY" in off.json()["error"]["message"]
     assert missing == wrong == 401
     assert good.status_code == 200 and good.json()["last_outcome"] == "unchanged"
+
+
+async def test_writes_are_off_by_default(in_process):
+    async with in_process(api_key=KEY) as client:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        put = await client.put("/documents", json={"documents": [{"id": "a", "vector": {"the": 1.0}}]},
+                               headers=headers)
+        delete = await client.request("DELETE", "/documents", json={"ids": ["a"]}, headers=headers)
+    assert put.status_code == delete.status_code == 403
+    assert "SPLADE_WRITES" in put.json()["error"]["message"]
