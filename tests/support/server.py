@@ -24,11 +24,12 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_service(
     model_dir: Path, index_dir: Path, extra_env: Mapping[str, str] | None = None, ready_timeout: float = 180,
-    command: Sequence[str] = ("-m", "service"),
+    command: Sequence[str] = ("-m", "service"), keep_process: bool = False,
 ) -> Iterator[str]:
     """Yield the base URL of a ready service; the process is stopped (and its log shown on failure) after.
 
     `command` follows the interpreter: another entry point that serves (e.g. `-m splade_cli serve ...`).
+    With `keep_process`, yields (base URL, the Popen) so that a test can signal the process itself.
     """
     port = free_port()
     env = dict(os.environ)
@@ -60,7 +61,7 @@ def running_service(
                     log.seek(0)
                     raise TimeoutError(f"service not ready in {ready_timeout}s:\n{log.read().decode(errors='replace')}")
                 time.sleep(0.2)
-            yield base_url
+            yield (base_url, proc) if keep_process else base_url
         finally:
             proc.terminate()
             try:
