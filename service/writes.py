@@ -34,7 +34,7 @@ from engine.index_format import open_index
 from engine.lifecycle import DocumentError, IndexWriter, NewDocument, WriterBusyError
 from models.sparse import heaviest_terms
 from service.errors import ApiError, detail
-from service.reloader import IndexReloader
+from service.reloader import IndexReloader, ReloadRefusedError
 from service.settings import Settings
 
 logger = logging.getLogger("service.writes")
@@ -46,6 +46,13 @@ ENCODE_BATCH = 8
 class WritesDisabledError(ApiError):
     status_code = 403
     error_type = "writes_disabled"
+
+
+class CommittedNotServedError(ApiError):
+    """The write is durable, but the generation holding it could not be served (the reload refused it)."""
+
+    status_code = 503
+    error_type = "committed_not_served"
 
 
 class WriterBusyApiError(ApiError):
@@ -192,7 +199,11 @@ class DocumentWrites:
 
     def _published(self, generation: int, **counts: int) -> dict[str, Any]:
         """Swap the committed generation in (the next search sees it), then schedule the merge policy."""
-        status = self.reloader.reload("write", verify_checksums=False)
+        try:
+            status = self.reloader.reload("write", verify_checksums=False)
+        except ReloadRefusedError as exc:
+            raise CommittedNotServedError(f"the write is committed (generation {generation}) but the new "
+                                          f"generation could not be served: {exc.message}", exc.details) from None
         self._merges.submit(self._merge)
         return {"generation": generation, "served_generation": status["generation"], **counts}
 
