@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import Searcher
+from engine.commit import LOCK
 from engine.segments import open_searchable
 from service.errors import ApiError, detail
 from service.metrics import ServiceMetrics
@@ -60,13 +61,23 @@ def directory_fingerprint(path: Path) -> tuple:
         entries = []
         with os.scandir(resolved) as listing:
             for entry in listing:
-                if entry.name.startswith("."):
-                    continue  # staging directories and temporary files of writers in progress
+                if entry.name.startswith(".") or entry.name == LOCK:
+                    continue  # staging entries, temporary files and the writers' lock: not served content
                 info = entry.stat(follow_symlinks=False)
                 entries.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
     except FileNotFoundError:
         return (str(resolved), None)
     return (str(resolved), top.st_ino, tuple(sorted(entries)))
+
+
+def content_identity(index: Any) -> tuple:
+    """What distinguishes two servable contents of one directory: the commit's generation for a segmented
+    index, the build's manifest facts for a plain one. A directory that changed without changing this (a
+    writer's intermediate files, a touched file) is not swapped again."""
+    manifest = getattr(index, "manifest", {}) or {}
+    return (type(index).__name__, getattr(index, "number", None), manifest.get("created_at"),
+            int(index.num_documents), int(index.num_postings), manifest.get("files") and
+            tuple(sorted((name, str(entry.get("sha256"))) for name, entry in manifest["files"].items())))
 
 
 def lifecycle_counts(index: Any) -> tuple[int, int]:
@@ -122,6 +133,11 @@ class IndexReloader:
         index = None
         try:
             index = self._open(self.index_dir, verify_checksums=verify_checksums)
+            if content_identity(index) == content_identity(self.searcher.index):
+                index.close()
+                self._status.last_outcome = "unchanged"
+                self.metrics.index_reloads.labels(outcome="unchanged").inc()
+                return
             snapshot = self.searcher.prepare_swap(index)
         except Exception as exc:  # noqa: BLE001 - any failure refuses the new content; the old one serves on
             if index is not None:

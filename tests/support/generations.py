@@ -42,22 +42,37 @@ class Collection:
         weights = self.rng.uniform(0.1, 3.0, len(terms))
         return {int(t): float(w) for t, w in zip(terms, weights)}
 
-    def next_generation(self) -> None:
+    def next_generation(self) -> tuple[dict[str, dict[int, float]], list[str]]:
         """Add 20 documents (3 of them heavier on the query than any before: a new top), delete 10 matching
-        ones (among them the previous generation's best)."""
+        ones (among them the previous generation's best); returns (added documents, deleted ids)."""
         self.generation += 1
         g = self.generation
-        if g > 1:
-            del self.documents[f"gen{g - 1}-0"]
+        deleted = [f"gen{g - 1}-0"] if g > 1 else []
+        added = {}
         for j in range(20):
             document = self.random_document(matching=True)
             if j < 3:
                 document.update({int(t): float(self.rng.uniform(3.0 + g, 4.0 + g)) for t in self.query_ids})
-            self.documents[f"gen{g}-{j}"] = document
+            added[f"gen{g}-{j}"] = document
         matching = sorted(doc_id for doc_id, vec in self.documents.items()
-                          if set(vec) & set(self.query_ids.tolist()) and not doc_id.startswith(f"gen{g}-"))
-        for doc_id in self.rng.choice(matching, 9, replace=False):
-            del self.documents[str(doc_id)]
+                          if set(vec) & set(self.query_ids.tolist()) and doc_id not in deleted)
+        deleted += [str(doc_id) for doc_id in self.rng.choice(matching, 9, replace=False)]
+        for doc_id in deleted:
+            del self.documents[doc_id]
+        self.documents.update(added)
+        return added, deleted
+
+    def commit_generation(self, index_dir: Path) -> None:
+        """The next generation as one commit of adds and deletes to the index (engine.lifecycle)."""
+        from engine.lifecycle import IndexWriter, NewDocument
+
+        added, deleted = self.next_generation()
+        with IndexWriter(index_dir) as writer:
+            writer.add([NewDocument(doc_id, np.array(sorted(vec), np.int32),
+                                    np.array([vec[t] for t in sorted(vec)], np.float32))
+                        for doc_id, vec in added.items()])
+            assert writer.delete(deleted) == []
+            writer.commit()
 
     def build(self, out: Path) -> None:
         ids = sorted(self.documents)
