@@ -59,8 +59,8 @@ class MetadataTypeError(EngineError, ValueError):
     """A metadata value that does not have its field's type (or a declared schema that is not valid)."""
 
     def __init__(self, field: str, expected: str, value: Any, doc_id: str | None = None) -> None:
-        where = f"document {doc_id!r}: " if doc_id is not None else ""
-        super().__init__(f"{where}metadata field {field!r} must be {describe(expected)}, got {_shown(value)}")
+        prefix = f"document {doc_id!r}: " if doc_id is not None else ""
+        super().__init__(f"{prefix}metadata field {field!r} must be {describe(expected)}, got {_shown(value)}")
         self.field, self.expected, self.value, self.doc_id = field, expected, value, doc_id
 
 
@@ -114,18 +114,16 @@ def coerce(field: str, type_name: str, value: Any) -> Any:
 
 def parse_schema(raw: Any, where: str = "metadata schema") -> dict[str, str]:
     """A declared schema {field: type}, checked (MetadataTypeError naming the field)."""
-    if not isinstance(raw, dict):
-        raise MetadataTypeError(where, "a JSON object {field: type}", raw)
+    if not isinstance(raw, dict) or len(raw) > MAX_FIELDS:
+        raise ValueError(f"{where}: must be a JSON object {{field: type}} of at most {MAX_FIELDS} fields")
     schema = {}
     for name, type_name in raw.items():
         problem = field_name_problem(name)
         if problem:
-            raise MetadataTypeError(f"{where}.{name}", f"a usable field name ({problem})", name)
+            raise ValueError(f"{where}: field name {name!r} cannot be indexed ({problem})")
         if type_name not in TYPES:
-            raise MetadataTypeError(f"{where}.{name}", f"one of {', '.join(TYPES)}", type_name)
+            raise ValueError(f"{where}: field {name!r}: type must be one of {', '.join(TYPES)}, got {_shown(type_name)}")
         schema[name] = type_name
-    if len(schema) > MAX_FIELDS:
-        raise MetadataTypeError(where, f"at most {MAX_FIELDS} fields", len(schema))
     return schema
 
 
@@ -133,7 +131,7 @@ def load_schema_file(path: str | os.PathLike) -> dict[str, str]:
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise MetadataTypeError(str(path), "a readable JSON file {field: type}", str(exc)) from None
+        raise ValueError(f"{path}: not a readable JSON file {{field: type}} ({exc})") from None
     return parse_schema(raw, str(path))
 
 

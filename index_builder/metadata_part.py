@@ -15,7 +15,7 @@ BUDGET_SHARE = 16
 def schema_file(text: str) -> dict[str, str]:
     try:
         return md.load_schema_file(text)
-    except md.MetadataTypeError as exc:
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -36,7 +36,7 @@ def metadata_summary(manifest: dict[str, Any]) -> str:
     fields = params.get("fields", {})
     if not fields and not params.get("skipped"):
         return "metadata: none"
-    line = "metadata: " + (", ".join(f"{name} ({f['type']}, {f['present']} documents)" for name, f in fields.items())
+    line = "metadata: " + (", ".join(f"{name} ({f['type']}, {f['present']} documents)" for name, f in sorted(fields.items()))
                            or "no indexed field")
     if params.get("skipped"):
         line += "; not indexed: " + ", ".join(f"{name} ({why})" for name, why in params["skipped"].items())
