@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import bm25, fusion, query_pruning, two_phase
+from engine import bm25, filters, fusion, query_pruning, two_phase
 from engine.errors import InvalidQueryError
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
@@ -47,13 +47,14 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
 
     mode = check_mode(snapshot.index, options.mode or searcher.mode, text is not None)
     query = query_pruning.prune(query, options.query_weight_mass, options.query_weight_ratio)
+    allowed = filters.allowed(snapshot.index, options.filter)  # one mask for every retriever of the request
     if mode == "splade":
-        return dataclasses.replace(_splade(searcher, snapshot, query, options), mode="splade")
+        return dataclasses.replace(_splade(searcher, snapshot, query, options, allowed), mode="splade")
     started = time.perf_counter()
     field = bm25.field_of(snapshot.index)
     bm25_query = field.query(text)
     if mode == "bm25":
-        docs, scores, postings = field.search(bm25_query, _k(options.k))
+        docs, scores, postings = field.search(bm25_query, _k(options.k), allowed)
         hits = _hits(searcher, snapshot, docs.tolist(), scores.tolist(), options,
                      lambda doc: field.contributions(doc, bm25_query))
         return ScoredQuery(hits, "exact", {"postings_traversed": postings}, time.perf_counter() - started, "bm25")
@@ -63,13 +64,13 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     depth = fusion.retriever_depth(k, snapshot.index.num_documents)
     # The SPLADE list as arrays (no Hit objects or ids for the `depth` documents: that cost more than scoring).
     if options.two_phase_ratio is None:
-        top, served_by = snapshot.search(query, depth, options.scorer, options.scorer_options)
+        top, served_by = snapshot.search(query, depth, options.scorer, options.scorer_options, allowed=allowed)
         learned_docs, learned_scores, learned_stats = top.doc_numbers, top.scores, top.stats
     else:
         learned_docs, learned_scores, learned_stats, served_by = two_phase.search(
-            snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options)
+            snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options, allowed)
     lists = {"splade": fusion.Ranked(learned_docs, learned_scores)}
-    docs, scores, postings = field.search(bm25_query, depth)
+    docs, scores, postings = field.search(bm25_query, depth, allowed)
     lists["bm25"] = fusion.Ranked(docs, scores)
     fused_docs, fused_scores = fusion.fuse(lists, spec, k)
     ranks = {name: fusion.ranks_of(ranked) for name, ranked in lists.items()} if options.explain else {}
@@ -81,15 +82,16 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     return ScoredQuery(hits, served_by, stats, time.perf_counter() - started, "hybrid")
 
 
-def _splade(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, options: SearchOptions) -> ScoredQuery:
+def _splade(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, options: SearchOptions,
+            allowed: np.ndarray | None = None) -> ScoredQuery:
     """The SPLADE field's answer: the scorer's, or two-phase (engine.two_phase) when the request asks for it."""
     if options.two_phase_ratio is None:
-        return searcher.score(snapshot, query, options)
+        return searcher.score(snapshot, query, options, allowed)
     from engine.searcher import ScoredQuery
 
     started = time.perf_counter()
     docs, scores, stats, served_by = two_phase.search(snapshot, query, _k(options.k), options.two_phase_ratio,
-                                                  options.scorer, options.scorer_options)
+                                                  options.scorer, options.scorer_options, allowed)
     hits = _hits(searcher, snapshot, docs.tolist(), scores.tolist(), options,
                  lambda doc: searcher.contributions(snapshot.index, doc, query))
     return ScoredQuery(hits, served_by, stats, time.perf_counter() - started)
