@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import bm25, filters, fusion, query_pruning, two_phase
+from engine import bm25, fusion, query_pruning, two_phase
 from engine.errors import InvalidQueryError
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
@@ -43,18 +43,18 @@ def check_mode(index: InvertedIndex, mode: str, has_text: bool = True) -> str:
 
 def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text: str | None,
                options: SearchOptions) -> ScoredQuery:
-    from engine.searcher import ScoredQuery
+    from engine.searcher import ScoredQuery, with_filter_mask
 
     mode = check_mode(snapshot.index, options.mode or searcher.mode, text is not None)
+    options = with_filter_mask(options, snapshot.index)  # the request's filter -> `allowed`, once for all retrievers
     query = query_pruning.prune(query, options.query_weight_mass, options.query_weight_ratio)
-    allowed = filters.allowed(snapshot.index, options.filter)  # one mask for every retriever of the request
     if mode == "splade":
-        return dataclasses.replace(_splade(searcher, snapshot, query, options, allowed), mode="splade")
+        return dataclasses.replace(_splade(searcher, snapshot, query, options), mode="splade")
     started = time.perf_counter()
     field = bm25.field_of(snapshot.index)
     bm25_query = field.query(text)
     if mode == "bm25":
-        docs, scores, postings = field.search(bm25_query, _k(options.k), allowed)
+        docs, scores, postings = field.search(bm25_query, _k(options.k), options.allowed)
         hits = _hits(searcher, snapshot, docs.tolist(), scores.tolist(), options,
                      lambda doc: field.contributions(doc, bm25_query))
         return ScoredQuery(hits, "exact", {"postings_traversed": postings}, time.perf_counter() - started, "bm25")
@@ -64,13 +64,13 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     depth = fusion.retriever_depth(k, snapshot.index.num_documents)
     # The SPLADE list as arrays (no Hit objects or ids for the `depth` documents: that cost more than scoring).
     if options.two_phase_ratio is None:
-        top, served_by = snapshot.search(query, depth, options.scorer, options.scorer_options, allowed=allowed)
+        top, served_by = snapshot.search(query, depth, options.scorer, options.scorer_options, options.allowed)
         learned_docs, learned_scores, learned_stats = top.doc_numbers, top.scores, top.stats
     else:
         learned_docs, learned_scores, learned_stats, served_by = two_phase.search(
-            snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options, allowed)
+            snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options, options.allowed)
     lists = {"splade": fusion.Ranked(learned_docs, learned_scores)}
-    docs, scores, postings = field.search(bm25_query, depth, allowed)
+    docs, scores, postings = field.search(bm25_query, depth, options.allowed)
     lists["bm25"] = fusion.Ranked(docs, scores)
     fused_docs, fused_scores = fusion.fuse(lists, spec, k)
     ranks = {name: fusion.ranks_of(ranked) for name, ranked in lists.items()} if options.explain else {}
@@ -82,16 +82,15 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     return ScoredQuery(hits, served_by, stats, time.perf_counter() - started, "hybrid")
 
 
-def _splade(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, options: SearchOptions,
-            allowed: np.ndarray | None = None) -> ScoredQuery:
+def _splade(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, options: SearchOptions) -> ScoredQuery:
     """The SPLADE field's answer: the scorer's, or two-phase (engine.two_phase) when the request asks for it."""
     if options.two_phase_ratio is None:
-        return searcher.score(snapshot, query, options, allowed)
+        return searcher.score(snapshot, query, options)
     from engine.searcher import ScoredQuery
 
     started = time.perf_counter()
     docs, scores, stats, served_by = two_phase.search(snapshot, query, _k(options.k), options.two_phase_ratio,
-                                                  options.scorer, options.scorer_options, allowed)
+                                                  options.scorer, options.scorer_options, options.allowed)
     hits = _hits(searcher, snapshot, docs.tolist(), scores.tolist(), options,
                  lambda doc: searcher.contributions(snapshot.index, doc, query))
     return ScoredQuery(hits, served_by, stats, time.perf_counter() - started)

@@ -9,6 +9,7 @@ the kernels release the GIL); the index is read-only and the encoder is thread-s
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -56,7 +57,8 @@ class SearchOptions:
     query_weight_mass: float | None = None   # engine.query_pruning: keep this share of the query's weight
     query_weight_ratio: float | None = None  # engine.query_pruning: drop terms below this ratio of the heaviest
     two_phase_ratio: float | None = None     # engine.two_phase: candidates from terms >= ratio x heaviest, rescored
-    filter: filters.Node | None = None       # engine.filters (parsed): only documents it passes are returned
+    allowed: np.ndarray | None = None        # bool[num_documents]: the documents a hit may be (filters, deletes)
+    filter: filters.Node | None = None       # engine.filters (parsed); its mask joins `allowed` at scoring time
 
 
 @dataclass(slots=True)
@@ -137,6 +139,17 @@ def length_groups(lengths: np.ndarray, max_padding: float = MAX_PADDING_FRACTION
     if len(order):
         groups.append(order[start:])
     return groups
+
+
+def with_filter_mask(options: SearchOptions, index: InvertedIndex) -> SearchOptions:
+    """`options` with its `filter` evaluated on `index` into `allowed` (and-ed with any mask already there) and
+    `filter` cleared, so that every retriever of one request shares the one mask, computed once."""
+    if options.filter is None:
+        return options
+    mask = filters.allowed(index, options.filter)
+    if mask is not None and options.allowed is not None:
+        mask = mask & options.allowed
+    return dataclasses.replace(options, filter=None, allowed=options.allowed if mask is None else mask)
 
 
 def _positive_int(field_name: str, value: Any) -> int:
@@ -244,11 +257,9 @@ class Searcher:
         """A request's `filter` JSON, parsed within this searcher's limits (None: no filter)."""
         return None if raw is None else filters.parse(raw, self.filter_limits, field_name)
 
-    def score(self, snapshot: Snapshot, query: SparseQuery, options: SearchOptions = SearchOptions(),
-              allowed: np.ndarray | None = None) -> ScoredQuery:
-        """The top-k of an encoded query on `snapshot`, with ids (and text, contributions when asked).
-
-        `allowed` is the mask of `options.filter` when the caller already has it (else it is computed here)."""
+    def score(self, snapshot: Snapshot, query: SparseQuery, options: SearchOptions = SearchOptions()
+              ) -> ScoredQuery:
+        """The top-k of an encoded query on `snapshot`, with ids (and text, contributions when asked)."""
         started = time.perf_counter()
         k = _positive_int("k", options.k)
         index = snapshot.index
@@ -260,9 +271,8 @@ class Searcher:
             raise InvalidQueryError("query", f"term ids must be in [0, {index.vocab_size})", index.vocab_size)
         if not np.all(np.isfinite(query.weights)) or (len(query) and query.weights.min() < 0):
             raise InvalidQueryError("query", "weights must be finite and >= 0", 0)
-        if allowed is None and options.filter is not None:
-            allowed = filters.allowed(index, options.filter)
-        top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options, allowed=allowed)
+        options = with_filter_mask(options, index)
+        top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options, options.allowed)
         ids = index.external_ids(top.doc_numbers)
         hits = []
         for doc, doc_id, score in zip(top.doc_numbers.tolist(), ids, top.scores.tolist()):
