@@ -273,14 +273,16 @@ def _any_of(column: md.MetadataField, values: tuple) -> np.ndarray:
     if column.type == md.INTEGER:
         wanted = [v for v in values if md.INT64_MIN <= v <= md.INT64_MAX]
         return np.isin(column.values, np.asarray(wanted, dtype=np.int64)) & column.present
-    return np.isin(column.values, np.asarray(values, dtype=np.float64)) & column.present
+    return np.isin(column.values, np.asarray([_as_float(v) for v in values], dtype=np.float64)) & column.present
 
 
 def _range(column: md.MetadataField, bounds: tuple) -> np.ndarray:
     result = np.asarray(column.present).copy()
     values = column.values
     for op, bound in bounds:
-        if column.type == md.INTEGER:
+        if column.type == md.FLOAT:
+            bound = _as_float(bound)
+        else:
             op, bound = _integer_bound(op, bound)
             if bound is None:  # a bound no int64 can meet, or one every int64 meets
                 if op == "none":
@@ -295,6 +297,14 @@ def _range(column: md.MetadataField, bounds: tuple) -> np.ndarray:
         else:
             result &= values <= bound
     return result
+
+
+def _as_float(value: int | float) -> float:
+    """A JSON number as float64; an integer beyond float64's range is +-inf (it matches no stored value)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _integer_bound(op: str, bound: int | float) -> tuple[str, int | None]:

@@ -208,3 +208,14 @@ def test_online_metadata_check_names_the_field():
         with pytest.raises(InvalidQueryError) as caught:
             md.check_document_metadata(bad, schema, "documents[2].metadata")
         assert caught.value.field == field
+
+
+def test_numbers_beyond_int64_and_float64_compare_without_errors(indexed):
+    index, metadata = indexed
+    has_score = np.array([bool(doc) and doc.get("score") is not None for doc in metadata])
+    has_year = np.array([bool(doc) and doc.get("year") is not None for doc in metadata])
+    huge = 10 ** 400
+    assert not filters.mask(filters.parse({"score": huge}), index).any()
+    assert np.array_equal(filters.mask(filters.parse({"score": {"lt": huge, "gt": -huge}}), index), has_score)
+    assert not filters.mask(filters.parse({"year": {"in": [huge, -huge]}}), index).any()
+    assert np.array_equal(filters.mask(filters.parse({"year": {"lte": huge, "gte": -1e300}}), index), has_year)
