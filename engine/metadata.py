@@ -64,6 +64,10 @@ class MetadataTypeError(EngineError, ValueError):
         self.field, self.expected, self.value, self.doc_id = field, expected, value, doc_id
 
 
+class MetadataBudgetError(EngineError, ValueError):
+    """The keyword dictionaries of a build need more memory than their share of the budget."""
+
+
 def describe(type_name: str) -> str:
     return {KEYWORD: "a keyword (string)", INTEGER: "an integer", FLOAT: "a number", BOOLEAN: "a boolean",
             KEYWORD_LIST: "a list of keywords (strings)"}.get(type_name, type_name)
@@ -359,11 +363,11 @@ class MetadataWriter:
     def _grow(self, nbytes: int) -> None:
         self.dictionary_bytes += nbytes
         if self.dictionary_bytes > self.memory_budget_bytes:
-            raise MetadataTypeError(
-                self._current_field, f"a field with fewer distinct keywords: the keyword dictionaries outgrew "
-                f"their {self.memory_budget_bytes >> 20} MiB share of --memory-budget-mb (raise it, or leave the "
-                "field out with --metadata-schema)", f"{len(self.columns[self._current_field].dictionary.codes)} "
-                "distinct values")
+            distinct = len(self.columns[self._current_field].dictionary.codes)
+            raise MetadataBudgetError(
+                f"metadata field {self._current_field!r}: {distinct} distinct keywords, and the keyword "
+                f"dictionaries outgrew their share of --memory-budget-mb ({self.memory_budget_bytes / 2**20:.2f} "
+                "MiB): raise the budget, or leave the field out with --metadata-schema")
 
     def add(self, doc_id: str, metadata: Mapping[str, Any] | None) -> None:
         if metadata is None:

@@ -129,3 +129,21 @@ def test_columns_cross_chunk_boundaries(tmp_path, monkeypatch):
     assert [sorted(lists.dictionary.table.get(int(c)) for c in lists.codes[lists.offsets[i]:lists.offsets[i + 1]])
             for i in range(count)] == [sorted(m["l"]) if m and "l" in m else [] for m in metadata]
     assert opened.fields["late"].present.sum() == 1 and opened.fields["late"].values[50] == 1.5
+
+
+def test_saved_vectors_keep_the_metadata(tmp_path, doc_encoder):
+    index = build(tmp_path, doc_encoder, DOCS, save_vectors=tmp_path / "vectors.jsonl")
+    again = tmp_path / "again"
+    build_index(tmp_path / "vectors.jsonl", again, None, EncodeSettings(progress=False), encoder=doc_encoder)
+    rebuilt = open_index(again, verify_checksums=True)
+    assert md.schema_of(rebuilt) == md.schema_of(index)
+    assert ids_passing(rebuilt, {"tags": "protein"}) == ids_passing(index, {"tags": "protein"}) == ["a"]
+
+
+def test_keyword_dictionaries_are_bounded_by_their_budget(tmp_path):
+    writer = md.MetadataWriter(tmp_path / "scratch", memory_budget_bytes=100 * (md.DICTIONARY_ENTRY_OVERHEAD + 8))
+    for i in range(100):
+        writer.add(str(i), {"url": f"u{i:06d}"})
+    with pytest.raises(md.MetadataBudgetError, match=r"'url': 101 distinct keywords.*share of --memory-budget-mb"):
+        writer.add("101", {"url": "u000101"})
+    assert writer.dictionary_bytes > writer.memory_budget_bytes
