@@ -9,15 +9,15 @@ keep corpus order: document number i is the i-th document. Duplicate ids are an 
 positions; checked once the corpus is read, before the postings are merged); documents whose text is empty are
 kept (id and store) with no postings, counted in the manifest.
 
-Memory: `--memory-budget-mb` bounds everything that grows with the corpus: 7/8 of it buffers postings, 1/8 id
-hashes for the duplicate check, and after reading each merge gets the whole budget. Ids, stored texts and their
+Memory: `--memory-budget-mb` bounds everything that grows with the corpus: 13/16 of it buffers postings, 1/8 id
+hashes for the duplicate check, 1/16 the metadata keyword dictionaries, and after reading each merge gets the
+whole budget. Ids, stored texts and their
 offsets stream to disk. The rest is fixed: the interpreter, the libraries, the model, the read window and the
 encoder's batch (`max_logits_bytes`). Every build reports its peaks (`build.memory` in the manifest, a line on
 the CLI).
 The BM25 field (an optional part, docs/hybrid.md) is built from the same texts unless --no-bm25 is given.
 Every build also writes the `metadata` part (engine.metadata, docs/filters.md): the documents' filterable
-fields, typed as they first appear or as `--metadata-schema FILE` declares; its keyword dictionaries get 1/16
-of the budget (taken from the postings buffer's share).
+fields, typed as they first appear or as `--metadata-schema FILE` declares.
 """
 from __future__ import annotations
 
