@@ -461,8 +461,9 @@ class KeywordDictionary:
         return -1
 
     def codes(self, values) -> np.ndarray:
-        found = [self.code(v) for v in values]
-        return np.asarray([c for c in found if c >= 0], dtype=np.int32)
+        """The distinct codes of the values some document has (ascending)."""
+        found = {self.code(v) for v in values}
+        return np.asarray(sorted(c for c in found if c >= 0), dtype=np.int32)
 
 
 class MetadataField:

@@ -15,8 +15,8 @@ from engine.errors import InvalidQueryError
 from engine.index_format import open_index
 from index_builder.csr_index import build_index_from_csr
 
-LANGS = ["en", "de", "fr", "é文"]
-TAGS = ["a", "b", "c", "d"]
+LANGS = ["en", "de", "fr", "é文", "es", "it"]
+TAGS = ["a", "b", "c", "d", "e", "f"]
 NUM_DOCS = 300
 
 
@@ -103,7 +103,7 @@ bounds = {
 
 
 def condition(field: str):
-    options = [values[field], st.fixed_dictionaries({"in": st.lists(values[field], min_size=1, max_size=4)})]
+    options = [values[field], st.fixed_dictionaries({"in": st.lists(values[field], min_size=1, max_size=8)})]
     if field in bounds:
         options.append(st.dictionaries(st.sampled_from(filters.RANGE_OPERATORS), bounds[field], min_size=1))
     return options
