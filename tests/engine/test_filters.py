@@ -137,6 +137,7 @@ def test_empty_filter_passes_everything_and_allowed_is_then_none(indexed):
     assert filters.mask(filters.parse({}), index).all()
     assert filters.allowed(index, filters.parse({})) is None
     assert filters.allowed(index, None) is None
+    assert filters.allowed(index, filters.parse({"not": {"lang": "zz"}})) is None  # passes all: no mask
     assert filters.allowed(index, filters.parse({"lang": "zz"})).sum() == 0
 
 
