@@ -43,9 +43,10 @@ def check_mode(index: InvertedIndex, mode: str, has_text: bool = True) -> str:
 
 def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text: str | None,
                options: SearchOptions) -> ScoredQuery:
-    from engine.searcher import ScoredQuery
+    from engine.searcher import ScoredQuery, with_filter_mask
 
     mode = check_mode(snapshot.index, options.mode or searcher.mode, text is not None)
+    options = with_filter_mask(options, snapshot.index)  # the request's filter -> `allowed`, once for all retrievers
     query = query_pruning.prune(query, options.query_weight_mass, options.query_weight_ratio)
     if mode == "splade":
         return dataclasses.replace(_splade(searcher, snapshot, query, options), mode="splade")

@@ -9,6 +9,7 @@ the kernels release the GIL); the index is read-only and the encoder is thread-s
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import hybrid
+from engine import filters, hybrid
 from engine.errors import IncompatibleArtifactsError, InvalidQueryError, UnknownTokenError
 from engine.fusion import FusionSpec
 from engine.index_format import InvertedIndex
@@ -58,6 +59,7 @@ class SearchOptions:
     query_weight_ratio: float | None = None  # engine.query_pruning: drop terms below this ratio of the heaviest
     two_phase_ratio: float | None = None     # engine.two_phase: candidates from terms >= ratio x heaviest, rescored
     allowed: np.ndarray | None = None        # bool[num_documents]: the documents a hit may be (filters, deletes)
+    filter: filters.Node | None = None       # engine.filters (parsed); its mask joins `allowed` at scoring time
 
 
 @dataclass(slots=True)
@@ -141,6 +143,17 @@ def length_groups(lengths: np.ndarray, max_padding: float = MAX_PADDING_FRACTION
     return groups
 
 
+def with_filter_mask(options: SearchOptions, index: InvertedIndex) -> SearchOptions:
+    """`options` with its `filter` evaluated on `index` into `allowed` (and-ed with any mask already there) and
+    `filter` cleared, so that every retriever of one request shares the one mask, computed once."""
+    if options.filter is None:
+        return options
+    mask = filters.allowed(index, options.filter)
+    if mask is not None and options.allowed is not None:
+        mask = mask & options.allowed
+    return dataclasses.replace(options, filter=None, allowed=options.allowed if mask is None else mask)
+
+
 def _positive_int(field_name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InvalidQueryError(field_name, f"must be a positive integer, got {value!r}", 1)
@@ -151,7 +164,8 @@ class Searcher:
     """Query encoder + served index + scorers. `max_query_terms` is the one query-term limit (None: no limit)."""
 
     def __init__(self, index: InvertedIndex | ServedIndex, encoder: Any, max_query_terms: int | None = None,
-                 scorer: str | None = None, mode: str = "splade", fusion: FusionSpec | None = None) -> None:
+                 scorer: str | None = None, mode: str = "splade", fusion: FusionSpec | None = None,
+                 filter_limits: filters.FilterLimits | None = None) -> None:
         served = index if isinstance(index, ServedIndex) else ServedIndex(index, scorer)
         check_compatible(served.current.index, encoder)
         if max_query_terms is not None and (isinstance(max_query_terms, bool) or max_query_terms < 1):
@@ -162,17 +176,19 @@ class Searcher:
         # The server's default query mode and fusion (engine.hybrid); checked against the index now.
         self.mode = hybrid.check_mode(served.current.index, mode)
         self.fusion = (fusion or FusionSpec()).checked()
+        self.filter_limits = filter_limits or filters.FilterLimits()
 
     @classmethod
     def from_paths(cls, index_dir: str | Path, model_dir: str | Path, runtime_options: Any = None, *,
                    max_query_terms: int | None = None, query_max_length: int | None = None,
                    verify_checksums: bool = False, scorer: str | None = None, mode: str = "splade",
-                   fusion: FusionSpec | None = None) -> Searcher:
+                   fusion: FusionSpec | None = None, filter_limits: filters.FilterLimits | None = None) -> Searcher:
         from models.runtime import RuntimeOptions, load_query_encoder
 
         index = open_searchable(index_dir, verify_checksums=verify_checksums)  # plain or segmented (a generation)
         encoder = load_query_encoder(model_dir, runtime_options or RuntimeOptions(), max_length=query_max_length)
-        return cls(index, encoder, max_query_terms=max_query_terms, scorer=scorer, mode=mode, fusion=fusion)
+        return cls(index, encoder, max_query_terms=max_query_terms, scorer=scorer, mode=mode, fusion=fusion,
+                   filter_limits=filter_limits)
 
     @property
     def index(self) -> InvertedIndex:
@@ -261,6 +277,10 @@ class Searcher:
                 weights.append(weight)
         return prune_query(np.asarray(term_ids, np.int32), np.asarray(weights, np.float32), max_terms)
 
+    def parse_filter(self, raw: Any, field_name: str = "filter") -> filters.Node | None:
+        """A request's `filter` JSON, parsed within this searcher's limits (None: no filter)."""
+        return None if raw is None else filters.parse(raw, self.filter_limits, field_name)
+
     def score(self, snapshot: Snapshot, query: SparseQuery, options: SearchOptions = SearchOptions()
               ) -> ScoredQuery:
         """The top-k of an encoded query on `snapshot`, with ids (and text, contributions when asked)."""
@@ -275,6 +295,7 @@ class Searcher:
             raise InvalidQueryError("query", f"term ids must be in [0, {index.vocab_size})", index.vocab_size)
         if not np.all(np.isfinite(query.weights)) or (len(query) and query.weights.min() < 0):
             raise InvalidQueryError("query", "weights must be finite and >= 0", 0)
+        options = with_filter_mask(options, index)
         top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options, options.allowed)
         ids = index.external_ids(top.doc_numbers)
         hits = []
@@ -314,21 +335,24 @@ class Searcher:
     def search(self, query: str | Mapping[str, float], k: int = 10, query_max_terms: int | None = None,
                include_text: bool = False, explain: bool = False, scorer: str | None = None,
                scorer_options: Mapping[str, Any] | None = None, mode: str | None = None,
-               fusion: FusionSpec | None = None) -> SearchResult:
+               fusion: FusionSpec | None = None, filter: Mapping[str, Any] | None = None) -> SearchResult:
         return self.search_batch([query], k=k, query_max_terms=query_max_terms, include_text=include_text,
                                  explain=explain, scorer=scorer, scorer_options=scorer_options, mode=mode,
-                                 fusion=fusion)[0]
+                                 fusion=fusion, filter=filter)[0]
 
     def search_batch(self, queries: Sequence[str | Mapping[str, float]], k: int = 10,
                      query_max_terms: int | None = None, include_text: bool = False, explain: bool = False,
                      scorer: str | None = None, scorer_options: Mapping[str, Any] | None = None,
-                     mode: str | None = None, fusion: FusionSpec | None = None) -> list[SearchResult]:
-        """Texts are tokenized and encoded together; vectors are taken as they are. One snapshot for all."""
+                     mode: str | None = None, fusion: FusionSpec | None = None,
+                     filter: Mapping[str, Any] | None = None) -> list[SearchResult]:
+        """Texts are tokenized and encoded together; vectors are taken as they are. One snapshot for all.
+        `filter` (engine.filters) restricts every query to the documents it passes."""
         started = time.perf_counter()
         for position, q in enumerate(queries):
             if not isinstance(q, (str, Mapping)):
                 raise InvalidQueryError(f"queries[{position}]", "must be a text or a {token: weight} mapping")
-        options = SearchOptions(k, query_max_terms, include_text, explain, scorer, scorer_options, mode, fusion)
+        options = SearchOptions(k, query_max_terms, include_text, explain, scorer, scorer_options, mode, fusion,
+                                filter=self.parse_filter(filter))
         texts = [q for q in queries if isinstance(q, str)]
         encoded = self.encode_texts(texts, query_max_terms) if texts else EncodedTexts([], 0.0, 0.0)
         per_text = (encoded.tokenize_s / max(len(texts), 1), encoded.encode_s / max(len(texts), 1))

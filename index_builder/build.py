@@ -2,19 +2,22 @@ r"""`python -m index_builder build`: corpus -> encoded, pruned, quantized, inver
 
     python -m index_builder build --model data/models/splade-tiny --corpus corpus.jsonl --out data/indexes/x \
         [--doc-max-terms N] [--max-length L] [--batch-size B] [--impact-bits 8|16] [--memory-budget-mb M] \
-        [--no-bm25] [--bm25-k1 K1] [--bm25-b B]
+        [--no-bm25] [--bm25-k1 K1] [--bm25-b B] [--metadata-schema FILE]
 
 The corpus is a BEIR folder, a JSONL/TSV of (id, text), or pre-encoded vectors JSONL (see corpus.py). Documents
 keep corpus order: document number i is the i-th document. Duplicate ids are an error (naming the id and both
 positions; checked once the corpus is read, before the postings are merged); documents whose text is empty are
 kept (id and store) with no postings, counted in the manifest.
 
-Memory: `--memory-budget-mb` bounds everything that grows with the corpus: 7/8 of it buffers postings, 1/8 id
-hashes for the duplicate check, and after reading each merge gets the whole budget. Ids, stored texts and their
+Memory: `--memory-budget-mb` bounds everything that grows with the corpus: 13/16 of it buffers postings, 1/8 id
+hashes for the duplicate check, 1/16 the metadata keyword dictionaries, and after reading each merge gets the
+whole budget. Ids, stored texts and their
 offsets stream to disk. The rest is fixed: the interpreter, the libraries, the model, the read window and the
 encoder's batch (`max_logits_bytes`). Every build reports its peaks (`build.memory` in the manifest, a line on
 the CLI).
 The BM25 field (an optional part, docs/hybrid.md) is built from the same texts unless --no-bm25 is given.
+Every build also writes the `metadata` part (engine.metadata, docs/filters.md): the documents' filterable
+fields, typed as they first appear or as `--metadata-schema FILE` declares.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from index_builder.document_vectors import WINDOW_BATCHES, encode_texts, vectors
 from index_builder.duplicate_ids import DuplicateIdCheck
 from index_builder.inversion import ChunkedInverter, InversionResult
 from index_builder.memory_report import MemoryMonitor, summary_line
+from index_builder.metadata_part import add_metadata_arguments, metadata_writer, metadata_summary
 from index_builder.vectors_file import VectorsWriter, read_sidecar
 from engine.manifest import DEFAULT_SCORER
 from models.sparse import SparseVector
@@ -101,10 +105,12 @@ def encoded_documents(corpus: Path, encoder, settings: EncodeSettings
 def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettings = EncodeSettings(), *,
                 impact_bits: int = 8, memory_budget_mb: int = 1024, store_text: bool = True,
                 save_vectors: Path | None = None, encoder=None, bm25: Bm25PartBuilder | None = None,
-                impact_scale: float | None = None) -> dict[str, Any]:
+                impact_scale: float | None = None,
+                metadata_schema: dict[str, str] | None = None) -> dict[str, Any]:
     """Build the index at `out` (replacing any previous one only once the new one is complete and valid).
 
     `bm25` (a fresh Bm25PartBuilder) also builds the BM25 field from the same texts (index_builder.bm25_part).
+    `metadata_schema` ({field: type}) declares the metadata fields to index (default: every supported field).
     """
     started = time.time()
     corpus, out = Path(corpus), Path(out)
@@ -119,7 +125,9 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
     try:
         with MemoryMonitor() as monitor, index_format.atomic_index_dir(out) as staged:
             id_check = DuplicateIdCheck(staged / "_ids", budget // 8)
-            inverter = ChunkedInverter(staged / "_runs", encoder.vocab_size, budget - id_check.memory_budget_bytes)
+            metadata = metadata_writer(staged, metadata_schema, budget)
+            inverter = ChunkedInverter(staged / "_runs", encoder.vocab_size,
+                                       budget - id_check.memory_budget_bytes - metadata.memory_budget_bytes)
             ids = index_format.StringTableWriter(staged, index_format.IDS)
             store = index_format.StringTableWriter(staged, index_format.DOCUMENTS) if store_text else None
             empty_documents, any_text = 0, False
@@ -128,6 +136,7 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                 for doc, (term_ids, weights) in zip(window, vectors):
                     ids.append(doc.id)
                     id_check.add(doc.id)
+                    metadata.add(doc.id, doc.metadata)
                     if bm25 is not None:
                         bm25.add(doc.encoder_text)
                     empty_documents += len(term_ids) == 0
@@ -147,12 +156,14 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
             monitor.sample()
             raise_on_duplicate(corpus, id_check, staged, len(ids), budget)
             result = inverter.finish(staged, impact_bits, impact_scale)
-            parts = {}
+            name, info = metadata.write(staged)
+            parts = {name: info.model_dump(mode="json")}
             if bm25 is not None and bm25.vocabulary:  # vectors without text: nothing to analyse, no field
                 name, info = bm25.write(staged)
                 parts[name] = info.model_dump(mode="json")
             memory = monitor.report(memory_budget_mb, budget_covers={
                 "postings buffer": inverter.memory_budget_bytes, "duplicate-id hashes": id_check.memory_budget_bytes,
+                "metadata keyword dictionaries": metadata.memory_budget_bytes,
                 "merges after reading (each)": budget,
             }, outside_budget=outside_budget(encoder, fmt, bm25))
             manifest = index_manifest(
@@ -256,6 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bm25", action="store_true",
                         help="do not build the BM25 field (built by default from the documents' text)")
     add_bm25_arguments(parser)
+    add_metadata_arguments(parser)
 
 
 def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
@@ -268,11 +280,12 @@ def run(args: argparse.Namespace) -> int:
                            memory_budget_mb=args.memory_budget_mb, store_text=not args.no_text,
                            save_vectors=args.save_vectors,
                            bm25=None if args.no_bm25 else Bm25PartBuilder(args.bm25_k1, args.bm25_b),
-                           impact_scale=args.impact_scale)
+                           impact_scale=args.impact_scale, metadata_schema=args.metadata_schema)
     counts, quant = manifest["counts"], manifest["quantization"]
     size = sum(entry["size"] for entry in manifest["files"].values())
     print(f"built {args.out}: {counts['documents']} documents ({counts['empty_documents']} empty), "
           f"{counts['postings']} postings, {quant['dtype']} impacts (scale {quant['scale']:.6g}), "
           f"{size / 2**20:.1f} MiB, {manifest['build_seconds']:.1f} s")
     print(summary_line(manifest["build"]["memory"]))
+    print(metadata_summary(manifest))
     return 0

@@ -3,10 +3,12 @@
 Every reader yields `CorpusDocument`s in file order and raises `CorpusError` naming the file, the line and the
 field at fault. Formats:
 
-- BEIR folder: `<dir>/corpus.jsonl`, lines `{"_id", "title", "text"}`.
-- JSONL: lines `{"_id" | "id", "text", "title"?}`; the text to encode is BEIR's `(title + " " + text).strip()`.
+- BEIR folder: `<dir>/corpus.jsonl`, lines `{"_id", "title", "text", "metadata"?}`.
+- JSONL: lines `{"_id" | "id", "text", "title"?, "metadata"?}`; the text to encode is BEIR's
+  `(title + " " + text).strip()`. `metadata` (JSONL and vectors) is an object of filterable fields
+  (engine.metadata, docs/filters.md).
 - TSV: `id<TAB>text` or `id<TAB>title<TAB>text`; a first line `id<TAB>...` (or `_id`) is a header and skipped.
-- Vectors JSONL: lines `{"id" | "_id", "vector": {token: weight}, "title"?, "text"?}` (the exchange format of
+- Vectors JSONL: lines `{"id" | "_id", "vector": {token: weight}, "title"?, "text"?, "metadata"?}` (the exchange format of
   other learned-sparse tools). Zero weights are dropped; negative or non-finite weights are errors.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ class CorpusDocument:
     title: str
     text: str
     vector: dict[str, float] | None = None
+    metadata: dict | None = None  # the record's `metadata` object, as read (typed by engine.metadata)
 
     @property
     def encoder_text(self) -> str:
@@ -128,12 +131,21 @@ def _string_field(file: Path, lineno: int, record: dict, name: str, required: bo
     return value
 
 
+def _metadata_field(file: Path, lineno: int, record: dict) -> dict | None:
+    value = record.get("metadata")
+    if value is not None and not isinstance(value, dict):
+        raise CorpusError(f"{file}:{lineno}: field 'metadata' must be an object {{field: value}}, "
+                          f"got {type(value).__name__}")
+    return value or None
+
+
 def _read_jsonl(file: Path) -> Iterator[CorpusDocument]:
     for lineno, record in _json_lines(file):
         yield CorpusDocument(
             id=_doc_id(file, lineno, record),
             title=_string_field(file, lineno, record, "title", required=False),
             text=_string_field(file, lineno, record, "text", required=True),
+            metadata=_metadata_field(file, lineno, record),
         )
 
 
@@ -179,4 +191,5 @@ def _read_vectors(file: Path) -> Iterator[CorpusDocument]:
             title=_string_field(file, lineno, record, "title", required=False),
             text=_string_field(file, lineno, record, "text", required=False),
             vector=clean,
+            metadata=_metadata_field(file, lineno, record),
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,16 @@ import numpy as np
 from engine import index_format
 from index_builder.build import index_manifest
 from index_builder.inversion import ChunkedInverter
+from index_builder.metadata_part import metadata_writer
 
 
 def build_index_from_csr(out: str | Path, indptr: np.ndarray, term_ids: np.ndarray, weights: np.ndarray, *,
                          vocab_size: int, tokenizer_sha256: str = "none", ids: Sequence[str] | None = None,
-                         documents: Sequence[dict[str, str]] | None = None, impact_bits: int = 8, impact_scale: float | None = None,
-                         memory_budget_mb: int = 1024, chunk_documents: int = 65536,
-                         **fields: Any) -> dict[str, Any]:
+                         documents: Sequence[dict[str, str]] | None = None, impact_bits: int = 8,
+                         impact_scale: float | None = None, memory_budget_mb: int = 1024, chunk_documents: int = 65536,
+                         metadata: Sequence[Mapping[str, Any] | None] | None = None,
+                         metadata_schema: dict[str, str] | None = None, **fields: Any) -> dict[str, Any]:
+    """`metadata` (one object or None per document) adds the `metadata` part (engine.metadata)."""
     started = time.time()
     indptr = np.asarray(indptr, dtype=np.int64)
     num_docs = len(indptr) - 1
@@ -45,6 +48,14 @@ def build_index_from_csr(out: str | Path, indptr: np.ndarray, term_ids: np.ndarr
         if store is not None:
             store.close()
         result = inverter.finish(staged, impact_bits, impact_scale)
+        if metadata is not None:
+            if len(metadata) != num_docs:
+                raise ValueError(f"{len(metadata)} metadata objects for {num_docs} documents")
+            writer = metadata_writer(staged, metadata_schema, memory_budget_mb << 20)
+            for i, values in enumerate(metadata):
+                writer.add(str(i) if ids is None else ids[i], values)
+            name, info = writer.write(staged)
+            fields.setdefault("parts", {})[name] = info.model_dump(mode="json")
         empty = int(np.count_nonzero(np.diff(indptr) == 0))
         fields.setdefault("build", {"memory_budget_mb": memory_budget_mb, "inversion_runs": result.runs})
         manifest = index_manifest(result, started, vocab_size, tokenizer_sha256, empty,

@@ -47,6 +47,8 @@ class VectorsWriter:
         # str(np.float32) is the shortest decimal that reads back to the same float32.
         vector = {token(t): float(str(w)) for t, w in zip(term_ids.tolist(), weights)}
         record = {"id": doc.id, "title": doc.title, "text": doc.text, "vector": vector}
+        if doc.metadata:  # kept, so a build from the saved vectors has the same filterable fields
+            record["metadata"] = doc.metadata
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.count += 1
 

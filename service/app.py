@@ -31,6 +31,7 @@ from engine import scorers as engine_scorers
 from models.variants import served_graph
 from service.errors import NotReadyError, install_error_handlers
 from service.hybrid_options import fusion_from_settings, fusion_info, modes_first_default
+from service.filter_options import filter_limits_from_settings, metadata_info
 from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
 from service.batch_policy import warm_up_batch_shapes
@@ -66,6 +67,7 @@ def open_searcher(settings: Settings) -> Searcher:
             settings.index_dir, settings.model_dir, runtime_options(settings),
             max_query_terms=settings.max_query_terms, scorer=settings.scorer,
             mode=settings.mode, fusion=fusion_from_settings(settings),
+            filter_limits=filter_limits_from_settings(settings),
         )
     except InvalidQueryError as exc:  # the query-like inputs here are the SPLADE_SCORER and SPLADE_MODE settings
         name = "SPLADE_MODE" if exc.field == "mode" else "SPLADE_SCORER"
@@ -319,6 +321,7 @@ def create_app(
                     "modes": modes_first_default(snapshot.index, pipeline.searcher.mode),
                     "fusion": fusion_info(pipeline.searcher.fusion),
                     "lifecycle": state.reloader.status() if state.reloader else None,
+                    "metadata": metadata_info(snapshot.index, pipeline.searcher.filter_limits),
                     "settings": settings.public_dict(),
                 }
             )

@@ -20,6 +20,7 @@ from typing import Any
 
 from engine import (DeadlineExceededError, InvalidQueryError, OverloadedError, ScoredQuery, SearchOptions, SearchResult, Searcher,
                     Snapshot, SparseQuery, StageTimes)
+from engine import filters, metadata
 from engine.hybrid import check_mode
 from service.batch_policy import batch_token_budget, estimated_tokens
 from service.batching import Batched, DeadlineExceeded, MicroBatcher, QueueFull
@@ -90,7 +91,8 @@ class QueryPipeline:
         try:
             options = SearchOptions(request.k, max_terms, request.include_text, request.explain,
                                     request.scorer, request.scorer_options, *hybrid_options(self.searcher, request),
-                                    *pruning_options(self.settings, request))
+                                    *pruning_options(self.settings, request),
+                                    filter=self.searcher.parse_filter(getattr(request, "filter", None)))
         except InvalidQueryError as exc:  # inside a batch, name the query too
             raise InvalidQueryError(field_prefix + exc.field, exc.message, exc.limit) from None
         sparse = None
@@ -159,7 +161,8 @@ class QueryPipeline:
             self.metrics.observe_stages(p.times)
             self.metrics.query_terms.observe(len(sparse))
             self.metrics.postings_traversed.observe(outcome.postings_traversed)
-            if outcome.mode == "splade" and not _query_pruned(p.options):  # same query, other scorer: comparable
+            if outcome.mode == "splade" and not _query_pruned(p.options) and p.options.filter is None:
+                # same query, other scorer: comparable (a filtered answer is not the unfiltered one's)
                 self.recall_monitor.offer(p.snapshot, sparse, p.options.k, outcome)
             terms = self.searcher.query_terms(sparse) if p.options.explain else None
             results.append(SearchResult(sparse, outcome.hits, outcome.scorer, outcome.stats, p.times, terms,
@@ -193,6 +196,8 @@ def _check_scorer(snapshot: Snapshot, p: PreparedQuery) -> None:
         snapshot.scorer(p.options.scorer)
         snapshot.options(p.options.scorer, p.options.scorer_options)
         check_mode(snapshot.index, p.options.mode, p.text is not None)
+        if p.options.filter is not None:  # fields and types against this index's metadata schema
+            filters.check(p.options.filter, metadata.schema_of(snapshot.index))
     except InvalidQueryError as exc:
         raise InvalidQueryError(p.field_prefix + exc.field, exc.message, exc.limit) from None
 

@@ -7,7 +7,7 @@ the schemathesis test read. Requests are strict: unknown fields, wrong types and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic_core import PydanticCustomError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator, model_validator
@@ -64,6 +64,9 @@ class SearchRequestBase(BaseModel):
     query_weight_mass: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     query_weight_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
     two_phase_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    # Metadata filter (engine.filters, docs/filters.md): parsed and checked by the engine, whose errors name the
+    # path (e.g. filter.and[1].year.gte); here only "a JSON object".
+    filter: dict[str, Any] | None = None
 
     @field_validator("query")
     @classmethod
@@ -211,6 +214,7 @@ class Info(BaseModel):
     fusion: dict = {}
     # Hot swap (service/reloader.py): generation, segments, deleted documents, last reload outcome and error.
     lifecycle: dict | None = None
+    metadata: dict = {}  # {"schema": {field: type}, "limits", "operators"}: what a `filter` may use
     settings: dict
 
 

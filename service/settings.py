@@ -108,6 +108,18 @@ class Settings(BaseSettings):
         description="Largest `two_phase_ratio` a request may ask for (phase 1 retrieves max(10k, 100) candidates "
         "with the terms of at least this ratio of the heaviest weight; phase 2 rescores them with every term).",
     )
+    filter_max_depth: int = Field(
+        8, ge=1, le=64,
+        description="Deepest nesting of and / or / not in a request's `filter` (docs/filters.md).",
+    )
+    filter_max_clauses: int = Field(
+        64, ge=1, le=10_000,
+        description="Most field conditions in one `filter`: each costs one pass over a metadata column.",
+    )
+    filter_max_in_values: int = Field(
+        1024, ge=1, le=100_000,
+        description="Most values in one `in` list of a `filter`.",
+    )
     default_k: int = Field(10, ge=1, description="Hits returned when a request gives no `k`.")
     max_k: int = Field(1000, ge=1, le=100_000, description="Largest `k` a request may ask for.")
     max_query_terms: int = Field(

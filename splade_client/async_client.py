@@ -58,10 +58,12 @@ class AsyncClient:
         include_text: bool = False,
         explain: bool = False,
         scorer: str | None = None,
+        filter: Mapping[str, Any] | None = None,
     ) -> SearchResult:
         """`POST /search` with a query text or a raw sparse `vector` ({token: weight}); `k` defaults to the
         server's SPLADE_DEFAULT_K, `query_max_terms` to its maximum."""
-        body = search_body(query, vector, k, query_max_terms, include_text or None, explain or None, scorer)
+        body = search_body(query, vector, k, query_max_terms, include_text or None, explain or None, scorer,
+                           filter)
         return await self._call("POST", "/search", SearchResult, body)
 
     async def search_batch(
@@ -73,11 +75,12 @@ class AsyncClient:
         include_text: bool = False,
         explain: bool = False,
         scorer: str | None = None,
+        filter: Mapping[str, Any] | None = None,
     ) -> BatchSearchResult:
         """`POST /search/batch`: each query is a text or a mapping of `search`'s keyword arguments (its own
         values win over the ones given here). Admitted whole or not at all, so retrying it is safe."""
         body = batch_body(queries, k=k, query_max_terms=query_max_terms, include_text=include_text or None,
-                          explain=explain or None, scorer=scorer)
+                          explain=explain or None, scorer=scorer, filter=filter)
         return await self._call("POST", "/search/batch", BatchSearchResult, body)
 
     async def info(self) -> Info:

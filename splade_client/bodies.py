@@ -17,6 +17,7 @@ def search_body(
     include_text: bool | None = None,
     explain: bool | None = None,
     scorer: str | None = None,
+    filter: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     fields = {
         "query": query,
@@ -27,6 +28,8 @@ def search_body(
         "explain": explain,
         # Passed through only when given: a server without scorer choice refuses the field (422 naming it).
         "scorer": scorer,
+        # A metadata filter (docs/filters.md), sent as given; the server names a bad part by its path.
+        "filter": dict(filter) if filter is not None else None,
     }
     return {name: value for name, value in fields.items() if value is not None}
 

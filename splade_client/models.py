@@ -57,6 +57,8 @@ class Info(_Result):
     index: dict
     provider: str
     settings: dict
+    # The filterable metadata: {"schema": {field: type}, "limits", "operators"} (empty from older servers).
+    metadata: dict = {}
 
 
 class ErrorDetail(_Result):
