@@ -235,15 +235,32 @@ def _conditions(node: Node):
 # -- evaluation -----------------------------------------------------------------------------------------------
 def mask(node: Node, index) -> np.ndarray:
     """The documents of `index` that pass `node` (numpy bool [documents]); checks the node against the index's
-    schema first (InvalidQueryError naming the path)."""
+    schema first (InvalidQueryError naming the path). For a generation of a segmented index (engine.segments),
+    the per-segment masks over its global document numbers, against the schema of its first segment (every
+    segment written later carries that schema; a segment without the part has no values)."""
+    segments = getattr(index, "segments", None)
+    if segments is not None:
+        first = md.metadata_of(segments[0].index)
+        check(node, first.schema if first is not None else {})
+        parts = []
+        for segment in segments:
+            opened = md.metadata_of(segment.index)
+            parts.append(_evaluate(node, opened, segment.num_slots) if opened is not None
+                         else _evaluate(node, _NO_VALUES, segment.num_slots))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
     opened = md.metadata_of(index)
     check(node, opened.schema if opened is not None else {})
     return _evaluate(node, opened, index.num_documents)
 
 
+_NO_VALUES = object()  # a segment without the metadata part: no document has a value for any field
+
+
 def _evaluate(node: Node, opened: md.Metadata | None, num_documents: int) -> np.ndarray:
     if isinstance(node, MatchAll):
         return np.ones(num_documents, dtype=bool)
+    if opened is _NO_VALUES and not isinstance(node, (Not, And, Or)):
+        return np.zeros(num_documents, dtype=bool)  # no value matches no condition
     if isinstance(node, Not):
         return ~_evaluate(node.child, opened, num_documents)
     if isinstance(node, (And, Or)):

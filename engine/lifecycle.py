@@ -36,7 +36,8 @@ import numpy as np
 from engine import scorers
 from engine.commit import (BASE_SEGMENT, COMMIT, DELETES_DIR, LOCK, SEGMENTS_DIR, Commit, SegmentEntry,
                            read_commit, stale_commit_temps, write_commit)
-from engine.errors import EngineError, IndexFormatError
+from engine import metadata as md
+from engine.errors import EngineError, IndexFormatError, InvalidQueryError
 from engine.id_map import IdMap
 from engine.impacts import fixed_quantization
 from engine.index_format import InvertedIndex, PartWriter, add_parts, open_index
@@ -53,6 +54,16 @@ BYTES_PER_BUFFERED_POSTING = 32
 PART_BUILD_PARAMETERS = ("n_postings",)
 
 SegmentParts = Callable[[InvertedIndex], list[PartWriter]]
+MetadataRows = Callable[[], Iterable[tuple[str, dict[str, Any] | None]]]
+
+
+def _live_metadata(sources: Sequence[tuple[InvertedIndex, np.ndarray | None]]):
+    """(id, metadata) of every live document of merged segments, in order (what the merged segment holds)."""
+    for index, deleted in sources:
+        opened = md.metadata_of(index)
+        for doc in range(index.num_documents):
+            if deleted is None or not deleted[doc]:
+                yield index.external_id(doc), (opened.document(doc) if opened is not None else None)
 
 
 class WriterBusyError(EngineError):
@@ -84,6 +95,7 @@ class NewDocument:
     weights: np.ndarray
     title: str | None = None
     text: str | None = None
+    metadata: dict[str, Any] | None = None  # indexed by the index's metadata schema (engine.metadata)
 
 
 @dataclass
@@ -256,6 +268,11 @@ class IndexWriter:
                 raise DocumentError(f"{where}.vector: weights must be finite and > 0")
         doc.term_ids = term_ids.astype(np.int32, copy=False)
         doc.weights = weights.astype(np.float32, copy=False)
+        if doc.metadata is not None:
+            try:
+                doc.metadata = md.check_document_metadata(doc.metadata, self.metadata_schema, f"{where}.metadata")
+            except InvalidQueryError as exc:
+                raise DocumentError(f"{exc.field}: {exc.message}") from None
 
     def delete(self, ids: Sequence[str]) -> list[str]:
         """Delete documents by id (in the next commit); returns the ids that have no live document."""
@@ -295,7 +312,7 @@ class IndexWriter:
             vocab_size=self.commit_state.vocab_size, tokenizer_sha256=self.commit_state.tokenizer_sha256,
             plan=self.plan, default_scorer=base.typed_manifest.default_scorer,
             segment={"created_by": "add", "generation": self.generation + 1})
-        self._add_parts(out, base)
+        self._add_parts(out, base, lambda: ((d.id, d.metadata) for d in docs))
         index = open_index(out)
         self._indexes[number] = index
         self._deleted[number] = np.zeros(index.num_documents, dtype=bool)
@@ -307,10 +324,34 @@ class IndexWriter:
         self._report.segments_written.append(segment_name(number))
         fault("after-segment-write")
 
-    def _add_parts(self, segment_dir: Path, base: InvertedIndex) -> None:
+    @property
+    def metadata_schema(self) -> dict[str, str]:
+        """The index's metadata schema (its first segment's; fixed by the first build), {} without metadata."""
+        opened = md.metadata_of(self._indexes[self._order[0]])
+        return {} if opened is None else dict(opened.schema)
+
+    def _metadata_part(self, base: InvertedIndex, rows: MetadataRows) -> PartWriter | None:
+        """The metadata part of a new segment, with the index's schema, when the index has metadata."""
+        if not md.has_metadata(base):
+            return None
+        schema = self.metadata_schema
+        budget = self.memory_budget_bytes // 16
+
+        def write(segment: InvertedIndex, staged: Path):
+            writer = md.MetadataWriter(Path(staged) / "_metadata_spool", schema, budget)
+            for doc_id, values in rows():
+                writer.add(doc_id, values)
+            return writer.write(staged)
+        return write
+
+    def _add_parts(self, segment_dir: Path, base: InvertedIndex, metadata_rows: MetadataRows | None = None) -> None:
         """The optional parts the index's segments carry, built on a new segment (scorer parts by the registry,
-        others by `segment_parts`), so the generation keeps offering the same scorers and modes."""
+        metadata from `metadata_rows`, others by `segment_parts`), so the generation keeps offering the same
+        scorers, modes and filters."""
         writers: list[PartWriter] = []
+        metadata = None if metadata_rows is None else self._metadata_part(base, metadata_rows)
+        if metadata is not None:
+            writers.append(metadata)
         for name, info in base.parts.items():
             owner = next((cls for cls in scorers.registered().values() if name in cls.requires), None)
             if owner is not None:
@@ -444,7 +485,7 @@ class IndexWriter:
                                           memory_budget_bytes=self.memory_budget_bytes,
                                           segment={"created_by": "merge", "generation": self.generation + 1,
                                                    "merged": [segment_name(n) for n in merged]})
-            self._add_parts(out, base)
+            self._add_parts(out, base, lambda: _live_metadata(sources))
             fault("after-merge-write")
             index = open_index(out)
             self._indexes[number] = index

@@ -491,6 +491,21 @@ class MetadataField:
             self.values = index.part_array(PART, f"{stem}.values.npy", dtype, num_documents)
             self.present = index.part_array(PART, f"{stem}.present.npy", np.bool_, num_documents)
 
+    def value(self, doc: int) -> Any:
+        """One document's value, as it was written (None: missing); what a merge copies into its segment."""
+        if self.type == KEYWORD:
+            code = int(self.codes[doc])
+            return None if code < 0 else self.dictionary.table.get(code)
+        if self.type == KEYWORD_LIST:
+            codes = self.codes[int(self.offsets[doc]):int(self.offsets[doc + 1])]
+            return [self.dictionary.table.get(int(c)) for c in codes] or None
+        if self.type == BOOLEAN:
+            flag = int(self.values[doc])
+            return None if flag < 0 else bool(flag)
+        if not self.present[doc]:
+            return None
+        return int(self.values[doc]) if self.type == INTEGER else float(self.values[doc])
+
     def rows(self) -> np.ndarray:
         """keyword_list: the document number of each stored value (derived once, 4 bytes a value)."""
         if self._rows is None:
@@ -519,6 +534,11 @@ class Metadata:
                        for name, field in params.get("fields", {}).items()}
         self.schema = {name: field.type for name, field in self.fields.items()}
 
+    def document(self, doc: int) -> dict[str, Any]:
+        """One document's metadata {field: value} (missing fields left out)."""
+        values = {name: field.value(doc) for name, field in self.fields.items()}
+        return {name: value for name, value in values.items() if value is not None}
+
 
 _OPENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
@@ -530,6 +550,9 @@ def has_metadata(index) -> bool:
 
 def metadata_of(index) -> Metadata | None:
     """The index's metadata (opened once per index), or None if it has no metadata part."""
+    segments = getattr(index, "segments", None)
+    if segments is not None:  # a generation (engine.segments): its schema is its first segment's
+        return metadata_of(segments[0].index)
     if not has_metadata(index):
         return None
     with _LOCK:

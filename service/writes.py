@@ -135,19 +135,17 @@ class DocumentWrites:
         encoded: list[NewDocument | None] = [None] * len(documents)
         texts = [(i, d) for i, d in enumerate(documents) if d.text is not None]
         for i, d in enumerate(documents):
-            if d.metadata:
-                raise InvalidQueryError(f"documents[{i}].metadata", "metadata on written documents is not "
-                                        "supported by this index yet (docs/lifecycle.md)")
             if d.vector is not None:
                 term_ids, weights = self._vector(i, d.vector)
-                encoded[i] = NewDocument(d.id, term_ids, weights, title=d.title, text=None)
+                encoded[i] = NewDocument(d.id, term_ids, weights, title=d.title, text=None, metadata=d.metadata)
         if texts:
             encoder = self._document_encoder()
             for lo in range(0, len(texts), ENCODE_BATCH):
                 window = texts[lo:lo + ENCODE_BATCH]
                 strings = [(d.title + " " + d.text).strip() if d.title else d.text for _, d in window]
                 for (i, d), (term_ids, weights) in zip(window, encoder.encode(strings, self.doc_max_terms)):
-                    encoded[i] = NewDocument(d.id, term_ids, weights, title=d.title, text=d.text)
+                    encoded[i] = NewDocument(d.id, term_ids, weights, title=d.title, text=d.text,
+                                             metadata=d.metadata)
         return encoded  # type: ignore[return-value]
 
     # -- writes ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def served(default_model_dir, tmp_path_factory):
     """A running service with writes on, over a fresh index of generated vectors."""
     collection = Collection(default_model_dir, seed=3, base_documents=500)
     index_dir = tmp_path_factory.mktemp("writes") / "index"
-    collection.build(index_dir)
+    collection.build(index_dir, metadata=lambda doc_id: {"source": "base", "year": 2000 + len(doc_id) % 20})
     with running_service(default_model_dir, index_dir, extra_env=ENV) as base_url:
         yield base_url, collection, index_dir
 
@@ -134,3 +134,24 @@ def test_writes_need_an_api_key_setting():
 
     with pytest.raises(SettingsError, match="SPLADE_API_KEY"):
         load_settings(writes=True, api_key=None)
+
+
+def test_written_metadata_is_filterable_and_a_wrong_type_is_422(served):
+    base_url, collection, _ = served
+    reply = put(base_url, [{"id": "meta-1", "vector": heavy(collection, 60.0), "metadata": {"source": "web",
+                                                                                       "year": 2024}},
+                           {"id": "meta-2", "vector": heavy(collection, 55.0), "metadata": {"source": "base"}}])
+    assert reply.status_code == 200, reply.text
+    body = {"vector": collection.query_vector, "k": 5}
+    web = httpx.post(f"{base_url}/search", json={**body, "filter": {"source": "web"}}, headers=AUTH, timeout=30)
+    recent = httpx.post(f"{base_url}/search", json={**body, "filter": {"year": {"gte": 2024}}}, headers=AUTH,
+                        timeout=30)
+    base = httpx.post(f"{base_url}/search", json={**body, "filter": {"source": "base"}}, headers=AUTH, timeout=30)
+    assert [h["id"] for h in web.json()["hits"]] == ["meta-1"]
+    assert [h["id"] for h in recent.json()["hits"]] == ["meta-1"]
+    assert base.json()["hits"][0]["id"] == "meta-2" and len(base.json()["hits"]) == 5
+
+    wrong = put(base_url, [{"id": "meta-3", "vector": heavy(collection, 1.0), "metadata": {"year": "recent"}}])
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["details"][0]["field"] == "documents[0].metadata.year"
+    assert "meta-3" not in [h["id"] for h in search(base_url, collection, k=1000)["hits"]]

@@ -74,7 +74,8 @@ class Collection:
             assert writer.delete(deleted) == []
             writer.commit()
 
-    def build(self, out: Path) -> None:
+    def build(self, out: Path, metadata=None) -> None:
+        """A plain index of the documents; `metadata(doc_id)` gives each one's metadata (a metadata part)."""
         ids = sorted(self.documents)
         indptr, terms, weights = [0], [], []
         for doc_id in ids:
@@ -83,7 +84,8 @@ class Collection:
             weights += [w for _, w in vector]
             indptr.append(len(terms))
         build_index_from_csr(out, np.array(indptr), np.array(terms, np.int32), np.array(weights, np.float32),
-                             vocab_size=self.vocab_size, tokenizer_sha256=self.tokenizer_sha, ids=ids)
+                             vocab_size=self.vocab_size, tokenizer_sha256=self.tokenizer_sha, ids=ids,
+                             metadata=None if metadata is None else [metadata(i) for i in ids])
 
     def tokens(self, vector: dict[int, float]) -> dict[str, float]:
         """A document vector as {token: weight}, for PUT /documents."""
