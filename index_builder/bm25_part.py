@@ -32,7 +32,7 @@ from engine.manifest import PartInfo
 from index_builder.inversion import ChunkedInverter
 
 
-# The `bm25` verb (adding the field to an existing index) has no budget option: its postings buffer gets this.
+# The `bm25` verb's default --memory-budget-mb (its postings buffer; the index build gives the field a share).
 DEFAULT_MEMORY_BUDGET = 256 << 20
 # Documents analysed between two hand-overs to the inverter (a small fixed buffer of term ids and counts).
 FEED_DOCUMENTS = 256
@@ -187,10 +187,11 @@ class _Int64File:
         return self.path
 
 
-def part_writer(texts_by_doc, k1: float = bm25.DEFAULT_K1, b: float = bm25.DEFAULT_B) -> PartWriter:
+def part_writer(texts_by_doc, k1: float = bm25.DEFAULT_K1, b: float = bm25.DEFAULT_B,
+                memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> PartWriter:
     """A writer for engine.index_format.add_parts; `texts_by_doc(index)` yields each document's text in order."""
     def write(index: InvertedIndex, staged: Path) -> tuple[str, PartInfo]:
-        builder = Bm25PartBuilder(k1, b).open(staged / "_bm25")
+        builder = Bm25PartBuilder(k1, b).open(staged / "_bm25", memory_budget_bytes)
         for text in texts_by_doc(index):
             builder.add(text)
         if builder.num_documents != index.num_documents:
@@ -231,12 +232,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, type=Path, help="index directory to add the BM25 field to")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="the corpus the index was built from (default: the index's document store)")
+    parser.add_argument("--memory-budget-mb", type=int, default=DEFAULT_MEMORY_BUDGET >> 20,
+                        help=f"memory for the buffered postings, in MiB ({DEFAULT_MEMORY_BUDGET >> 20})")
     add_bm25_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     texts = texts_from_corpus(args.corpus) if args.corpus else texts_from_store
-    manifest = add_parts(args.index, [part_writer(texts, args.bm25_k1, args.bm25_b)])
+    manifest = add_parts(args.index, [part_writer(texts, args.bm25_k1, args.bm25_b, args.memory_budget_mb << 20)])
     params = manifest["parts"][bm25.PART]["params"]
     print(f"added the BM25 field to {args.index}: {params['vocab_size']} terms, {params['postings']} postings, "
           f"k1 {params['k1']}, b {params['b']}")
