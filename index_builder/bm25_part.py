@@ -228,11 +228,18 @@ def add_bm25_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"BM25 b of the BM25 field ({bm25.DEFAULT_B})")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, type=Path, help="index directory to add the BM25 field to")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="the corpus the index was built from (default: the index's document store)")
-    parser.add_argument("--memory-budget-mb", type=int, default=DEFAULT_MEMORY_BUDGET >> 20,
+    parser.add_argument("--memory-budget-mb", type=_positive_int, default=DEFAULT_MEMORY_BUDGET >> 20,
                         help=f"memory for the buffered postings, in MiB ({DEFAULT_MEMORY_BUDGET >> 20})")
     add_bm25_arguments(parser)
 
