@@ -71,8 +71,7 @@ def plan_budget(budget_bytes: int, *, encodes_text: bool, bm25: bool, vocab_size
             f"--memory-budget-mb {budget_bytes // MiB} is too small to encode text: one document of {max_length} "
             f"tokens needs {one_row * ENCODER_WORKING_FACTOR / MiB:.0f} MiB of encoder memory ({ENCODER_WORKING_FACTOR}"
             f" x its {one_row / MiB:.1f} MiB of logits), and the encoder gets half the budget; give "
-            f"--memory-budget-mb {smallest} or more, a smaller --max-length, or encode first (python -m index_builder "
-            f"encode) and build from the vectors")
+            f"--memory-budget-mb {smallest} or more, or a smaller --max-length")
     encoder = max_logits * ENCODER_WORKING_FACTOR
     bm25_bytes = int(budget_bytes * BM25_SHARE["text"]) if bm25 else 0
     postings = budget_bytes - share - id_hashes - bm25_bytes
