@@ -144,7 +144,6 @@ class Bm25PartBuilder:
 
             result = self._inverter.finish(directory, self.impact_bits, weigh=weigh,
                                            names=(bm25.OFFSETS, bm25.DOC_NUMBERS, bm25.IMPACTS))
-            del doc_lengths
             self.runs = result.runs
         finally:
             self.discard()
