@@ -2,13 +2,18 @@ r"""Peak memory of `python -m index_builder build` from vectors JSONL, by corpus
 
     python ../shared/bench/synth_calibrated.py --calib ../shared/bench/calib_splade_tiny.json \
         --out /tmp/calibrated --docs 100000 1000000 --queries 1000
-    python bench/build_memory.py --npz /tmp/calibrated/docs_100k.npz --budgets 64 256 1024 [--source DIR]
+    python bench/build_memory.py --npz /tmp/calibrated/docs_100k.npz /tmp/calibrated/docs_1M.npz \
+        --budgets 64 256 1024 [--source DIR] [--json rows.jsonl]
+    python bench/build_memory.py --corpus ../shared/data/scifact --budgets 256    # a text build (encodes)
 
-Each calibrated CSR collection is written once as vectors JSONL (the documented path for pre-encoded
-vectors; tokens are the model's vocabulary), then built in a child process per budget while this process
-samples the child's /proc/<pid>/status every 20 ms: peak `RssAnon` (anonymous memory: what the build
-allocates; not the page cache of files) and `VmHWM` (peak resident, the kernel's own figure). `--source`
-runs the builder of another checkout (e.g. the code before a change) for a baseline in the same run.
+Each calibrated CSR collection is written once as vectors JSONL next to its .npz (3.2 GB for the 1M set: keep
+it in /tmp, not in the repository; `--vectors-dir` puts it elsewhere), then built in a child process per budget
+while this process samples the child's /proc/<pid>/status every 20 ms: peak `RssAnon` (anonymous memory: what
+the build allocates; not the page cache of files) and `VmHWM` (peak resident, the kernel's own figure).
+`--corpus` builds any corpus the builder reads (text corpora are encoded: the encoder's share of the budget is
+in the report). `--source` runs the builder of another checkout (e.g. the code before a change) for a baseline
+in the same run. Each row records the CPU and the load average before and after the build: on a shared machine
+the times are noisy, the memory figures are not.
 """
 from __future__ import annotations
 
@@ -55,8 +60,16 @@ def status(pid: int) -> dict[str, int]:
     return values
 
 
-def measure(corpus: Path, model: Path, budget: int, source: Path) -> dict:
-    with tempfile.TemporaryDirectory(dir=corpus.parent) as scratch:
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def measure(corpus: Path, model: Path, budget: int, source: Path, scratch_dir: Path) -> dict:
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(dir=scratch_dir) as scratch:
         out = Path(scratch) / "index"
         cmd = [sys.executable, "-m", "index_builder", "build", "--model", str(model), "--corpus", str(corpus),
                "--out", str(out), "--memory-budget-mb", str(budget), "--no-progress"]
@@ -77,34 +90,45 @@ def measure(corpus: Path, model: Path, budget: int, source: Path) -> dict:
     return {"budget_mb": budget, "seconds": round(seconds, 1), "peak_anon_mb": round(peak_anon / 2**20, 1),
             "peak_rss_mb": round(peak_rss / 2**20, 1), "documents": manifest["counts"]["documents"],
             "postings": manifest["counts"]["postings"], "runs": manifest["build"].get("inversion_runs"),
-            "report": manifest["build"].get("memory"), "stdout": stdout.strip().splitlines()[-1:]}
+            "report": manifest["build"].get("memory"), "stdout": stdout.strip().splitlines()[-1:],
+            "cpu": cpu_model(), "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--npz", nargs="+", type=Path, required=True, help="calibrated docs_*.npz collections")
+    parser.add_argument("--npz", nargs="*", type=Path, default=[], help="calibrated docs_*.npz collections")
+    parser.add_argument("--corpus", nargs="*", type=Path, default=[],
+                        help="corpora built as they are (text is encoded, vectors JSONL read)")
+    parser.add_argument("--vectors-dir", type=Path, default=None,
+                        help="where the .npz collections' vectors JSONL go (default: next to each .npz)")
     parser.add_argument("--budgets", nargs="+", type=int, default=[64, 256, 1024])
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "data" / "models" / "splade-tiny")
     parser.add_argument("--source", type=Path, default=REPO_ROOT, help="checkout whose builder runs")
     parser.add_argument("--json", type=Path, default=None, help="append one JSON line per build")
     args = parser.parse_args()
+    if not args.npz and not args.corpus:
+        parser.error("give --npz and/or --corpus")
     sys.path.insert(0, str(REPO_ROOT))
     from models.runtime import RuntimeOptions, load_document_encoder
 
     encoder = load_document_encoder(args.model, RuntimeOptions())
     tokens = [encoder.token(i) for i in range(encoder.vocab_size)]
     del encoder
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs")
     print("| documents | postings | budget MiB | peak anonymous MiB | peak resident MiB | build s | runs |")
     print("|---|---|---|---|---|---|---|")
-    for npz in args.npz:
-        corpus = write_vectors(npz, npz.with_suffix(".vectors.jsonl"), tokens)
+    corpora = [write_vectors(npz, (args.vectors_dir or npz.parent) / f"{npz.stem}.vectors.jsonl", tokens)
+               for npz in args.npz] + [corpus.resolve() for corpus in args.corpus]
+    for corpus in corpora:
+        scratch_dir = corpus.parent if corpus.is_file() else Path(tempfile.gettempdir())
         for budget in args.budgets:
-            row = measure(corpus, args.model, budget, args.source.resolve())
+            row = measure(corpus, args.model, budget, args.source.resolve(), scratch_dir)
             print(f"| {row['documents']:,} | {row['postings']:,} | {budget} | {row['peak_anon_mb']} | "
                   f"{row['peak_rss_mb']} | {row['seconds']} | {row['runs']} |", flush=True)
             if args.json:
                 with open(args.json, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps({"npz": str(npz), "source": str(args.source), **row}) + "\n")
+                    handle.write(json.dumps({"corpus": str(corpus), "source": str(args.source), **row}) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,14 +5,21 @@ directory, so it shares the index's document numbers and ids. `python -m index_b
 (or rebuilds) it on an existing index from its document store (or `--corpus`, whose ids must match), atomically
 (engine.index_format.add_parts).
 
-Memory: the analysed documents are kept as flat term-id/count arrays until the end (BM25 needs the collection's
-document frequencies and mean length before any weight is known): 8 bytes per (document, term) pair plus 8 per
-document, outside --memory-budget-mb (the build's memory report lists it). A document without text costs 8 bytes.
+Memory: bounded like the SPLADE postings. BM25 weights need the collection's document frequencies and mean length
+before any weight is known, so the analysed (document, term, count) triples go through the same chunked
+inversion (index_builder.inversion): buffered up to the builder's share of --memory-budget-mb, written as sorted
+runs, and merged range by range at the end, where each posting's count becomes its weight (`ChunkedInverter.
+finish(weigh=...)`). Document lengths are appended to a scratch file and read back through a read-only map (page
+cache, not the builder's own memory). What stays in memory grows with the distinct analysed words, not with
+the documents: the vocabulary (a dictionary of terms, listed in the build's memory report) and per-term counts.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
+import tempfile
 from array import array
 from collections import Counter
 from pathlib import Path
@@ -20,13 +27,22 @@ from pathlib import Path
 import numpy as np
 
 from engine import bm25
-from engine.impacts import plan_quantization, quantize
-from engine.index_format import InvertedIndex, PartWriter, add_parts, create_array, open_index
+from engine.index_format import InvertedIndex, PartWriter, add_parts, open_index
 from engine.manifest import PartInfo
+from index_builder.inversion import ChunkedInverter
+
+
+# The `bm25` verb's default --memory-budget-mb (its postings buffer; the index build gives the field a share).
+DEFAULT_MEMORY_BUDGET = 256 << 20
+# Documents analysed between two hand-overs to the inverter (a small fixed buffer of term ids and counts).
+FEED_DOCUMENTS = 256
 
 
 class Bm25PartBuilder:
-    """Feed texts in document-number order (`add`), then `write` the part's files into a directory."""
+    """`open` a scratch directory, feed texts in document-number order (`add`), then `write` the part's files.
+
+    A builder that is never opened opens a scratch directory of its own at the first `add`.
+    """
 
     def __init__(self, k1: float = bm25.DEFAULT_K1, b: float = bm25.DEFAULT_B, analyzer: bm25.Analyzer | None = None,
                  impact_bits: int = 16) -> None:
@@ -38,66 +54,147 @@ class Bm25PartBuilder:
         self.analyzer = analyzer or bm25.Analyzer()
         self.impact_bits = impact_bits
         self.vocabulary: dict[str, int] = {}
-        # Flat buffers (no Python object per document): term ids and counts of every (document, term) pair, and
-        # each document's number of distinct terms.
+        self.num_documents = 0
+        self.runs = 0            # inversion runs written (known once `write` is done)
+        self._total_length = 0   # analysed terms over all documents (for avgdl)
+        self._empty = 0          # documents without any analysed term
+        self._inverter: ChunkedInverter | None = None
+        self._lengths: _Int64File | None = None
+        self._own_scratch: tempfile.TemporaryDirectory | None = None
+        # Documents analysed since the last hand-over to the inverter: flat, no Python object per document.
         self._term_ids = array("I")
-        self._counts = array("I")
-        self._per_doc = array("q")
+        self._counts = array("f")
+        self._per_doc = array("q", [0])
+
+    def open(self, scratch_dir: Path, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> Bm25PartBuilder:
+        """Spill runs and document lengths under `scratch_dir`, buffering at most `memory_budget_bytes`."""
+        scratch_dir = Path(scratch_dir)
+        self._inverter = ChunkedInverter(scratch_dir / "runs", 1, memory_budget_bytes)
+        self._lengths = _Int64File(scratch_dir / "lengths.i64")
+        self._scratch_dir = scratch_dir
+        return self
 
     @property
-    def num_documents(self) -> int:
-        return len(self._per_doc)
+    def memory_budget_bytes(self) -> int:
+        return self._inverter.memory_budget_bytes if self._inverter is not None else 0
 
     def add(self, text: str) -> None:
+        if self._inverter is None:
+            self._own_scratch = tempfile.TemporaryDirectory(prefix="bm25-build-")
+            self.open(Path(self._own_scratch.name))
         counts = Counter(self.analyzer.terms(text)) if text else {}
         vocab = self.vocabulary
         self._term_ids.extend(vocab.setdefault(t, len(vocab)) for t in counts)
         self._counts.extend(counts.values())
-        self._per_doc.append(len(counts))
+        self._per_doc.append(self._per_doc[-1] + len(counts))
+        length = sum(counts.values())
+        self._lengths.append(length)
+        self._total_length += length
+        self._empty += length == 0
+        self.num_documents += 1
+        if len(self._per_doc) > FEED_DOCUMENTS:
+            self._feed()
 
-    def buffered_bytes(self) -> int:
-        """Memory held by the buffered term ids, counts and per-document sizes."""
-        return sum(len(a) * a.itemsize for a in (self._term_ids, self._counts, self._per_doc))
+    def _feed(self) -> None:
+        """Hand the documents analysed since the last call to the inverter (which buffers and spills runs)."""
+        if len(self._per_doc) == 1:
+            return
+        self._inverter.extend_vocabulary(max(1, len(self.vocabulary)))
+        self._inverter.add_csr(np.frombuffer(self._per_doc, dtype=np.int64),
+                               np.frombuffer(self._term_ids, dtype=np.uint32).astype(np.int32),
+                               np.frombuffer(self._counts, dtype=np.float32))
+        self._term_ids, self._counts, self._per_doc = array("I"), array("f"), array("q", [0])
+
+    def flush(self) -> None:
+        """Spill what is buffered now (frees the buffer before another phase of the build needs the memory)."""
+        if self._inverter is not None:
+            self._feed()
+            self._inverter.flush()
+
+    def vocabulary_bytes(self) -> int:
+        """An estimate of the vocabulary's memory: the dictionary and its term strings (the ids are small ints)."""
+        return sys.getsizeof(self.vocabulary) + sum(map(sys.getsizeof, self.vocabulary))
+
+    def discard(self) -> None:
+        """Remove the scratch files (a build that writes no field)."""
+        if self._inverter is not None:
+            self._inverter.discard()
+            self._lengths.close()
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
+        if self._own_scratch is not None:
+            self._own_scratch.cleanup()
 
     def write(self, directory: Path) -> tuple[str, PartInfo]:
         directory = Path(directory)
-        num_docs = self.num_documents
-        per_doc = np.frombuffer(self._per_doc, dtype=np.int64) if num_docs else np.zeros(0, np.int64)
-        terms = np.frombuffer(self._term_ids, dtype=np.uint32) if len(self._term_ids) else np.zeros(0, np.uint32)
-        tfs = np.frombuffer(self._counts, dtype=np.uint32) if len(self._counts) else np.zeros(0, np.uint32)
-        docs = np.repeat(np.arange(num_docs, dtype=np.uint32), per_doc)
-        lengths = np.bincount(docs, weights=tfs, minlength=num_docs).astype(np.int64)
-        vocab_size = len(self.vocabulary)
-        df = np.bincount(terms, minlength=vocab_size)
-        avgdl = float(lengths.mean()) if num_docs and lengths.sum() > 0 else 1.0
-        weights = bm25.term_weights(tfs, lengths[docs], bm25.idf(num_docs, df)[terms], avgdl, self.k1, self.b)
-        # Term-major order; stable, so document numbers stay ascending within a term.
-        order = np.argsort(terms, kind="stable")
-        plan = plan_quantization(float(weights.max()) if len(weights) else 0.0, self.impact_bits)
-        offsets = np.zeros(vocab_size + 1, dtype=np.int64)
-        np.cumsum(df, out=offsets[1:])
-        for name, values, dtype in ((bm25.OFFSETS, offsets, np.int64), (bm25.DOC_NUMBERS, docs[order], np.uint32),
-                                    (bm25.IMPACTS, quantize(weights[order], plan), plan.dtype)):
-            out = create_array(directory, name, dtype, len(values))
-            out[:] = values
-            out.flush()
-            del out
+        if self._inverter is None:
+            self.open(directory / "_bm25")
+        self.flush()
+        num_docs, vocab_size = self.num_documents, len(self.vocabulary)
+        self._inverter.extend_vocabulary(max(1, vocab_size))
+        lengths = self._lengths.close()
+        try:
+            avgdl = self._total_length / num_docs if num_docs and self._total_length > 0 else 1.0
+            # Each (document, term) pair is one posting: a term's postings are its document frequency.
+            idf = bm25.idf(num_docs, self._inverter.postings_per_term[:vocab_size])
+            doc_lengths = np.memmap(lengths, dtype=np.int64, mode="r") if num_docs else np.zeros(0, np.int64)
+            k1, b = self.k1, self.b
+
+            def weigh(term_ids: np.ndarray, doc_numbers: np.ndarray, counts: np.ndarray) -> np.ndarray:
+                return bm25.term_weights(counts, doc_lengths[doc_numbers], idf[term_ids], avgdl, k1, b)
+
+            result = self._inverter.finish(directory, self.impact_bits, weigh=weigh,
+                                           names=(bm25.OFFSETS, bm25.DOC_NUMBERS, bm25.IMPACTS))
+            self.runs = result.runs
+        finally:
+            self.discard()
+        if vocab_size == 0:  # no text at all: finish wrote one empty term; the field has none
+            np.save(directory / bm25.OFFSETS, np.zeros(1, dtype=np.int64))
         terms_by_id = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         (directory / bm25.VOCABULARY).write_text(json.dumps(terms_by_id, ensure_ascii=False), encoding="utf-8")
+        plan = result.quantization
         params = {"k1": self.k1, "b": self.b, **self.analyzer.params(), "idf": "lucene",
-                  "documents": num_docs, "avgdl": avgdl, "vocab_size": vocab_size, "postings": int(len(terms)),
+                  "documents": num_docs, "avgdl": avgdl, "vocab_size": vocab_size, "postings": result.num_postings,
                   "dtype": plan.dtype, "scale": plan.scale, "max_weight": plan.max_weight,
-                  "empty_documents": int((lengths == 0).sum())}
+                  "empty_documents": int(self._empty)}
         return bm25.PART, PartInfo(version=bm25.PART_VERSION, files=list(bm25.FILES), params=params)
 
 
-def part_writer(texts_by_doc, k1: float = bm25.DEFAULT_K1, b: float = bm25.DEFAULT_B) -> PartWriter:
+class _Int64File:
+    """Append-only int64 values on disk, written in blocks (one per document: its analysed length)."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "wb")
+        self._block = array("q")
+
+    def append(self, value: int) -> None:
+        self._block.append(value)
+        if len(self._block) >= self.BLOCK:
+            self._write_block()
+
+    def _write_block(self) -> None:
+        self._handle.write(memoryview(self._block))
+        self._block = array("q")
+
+    def close(self) -> Path:
+        if not self._handle.closed:
+            self._write_block()
+            self._handle.close()
+        return self.path
+
+
+def part_writer(texts_by_doc, k1: float = bm25.DEFAULT_K1, b: float = bm25.DEFAULT_B,
+                memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> PartWriter:
     """A writer for engine.index_format.add_parts; `texts_by_doc(index)` yields each document's text in order."""
     def write(index: InvertedIndex, staged: Path) -> tuple[str, PartInfo]:
-        builder = Bm25PartBuilder(k1, b)
+        builder = Bm25PartBuilder(k1, b).open(staged / "_bm25", memory_budget_bytes)
         for text in texts_by_doc(index):
             builder.add(text)
         if builder.num_documents != index.num_documents:
+            builder.discard()
             raise ValueError(f"BM25: {builder.num_documents} texts for {index.num_documents} documents")
         return builder.write(staged)
     return write
@@ -130,16 +227,25 @@ def add_bm25_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"BM25 b of the BM25 field ({bm25.DEFAULT_B})")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, type=Path, help="index directory to add the BM25 field to")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="the corpus the index was built from (default: the index's document store)")
+    parser.add_argument("--memory-budget-mb", type=_positive_int, default=DEFAULT_MEMORY_BUDGET >> 20,
+                        help=f"memory for the buffered postings, in MiB ({DEFAULT_MEMORY_BUDGET >> 20})")
     add_bm25_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     texts = texts_from_corpus(args.corpus) if args.corpus else texts_from_store
-    manifest = add_parts(args.index, [part_writer(texts, args.bm25_k1, args.bm25_b)])
+    manifest = add_parts(args.index, [part_writer(texts, args.bm25_k1, args.bm25_b, args.memory_budget_mb << 20)])
     params = manifest["parts"][bm25.PART]["params"]
     print(f"added the BM25 field to {args.index}: {params['vocab_size']} terms, {params['postings']} postings, "
           f"k1 {params['k1']}, b {params['b']}")

@@ -9,12 +9,11 @@ keep corpus order: document number i is the i-th document. Duplicate ids are an 
 positions; checked once the corpus is read, before the postings are merged); documents whose text is empty are
 kept (id and store) with no postings, counted in the manifest.
 
-Memory: `--memory-budget-mb` bounds everything that grows with the corpus: 13/16 of it buffers postings, 1/8 id
-hashes for the duplicate check, 1/16 the metadata keyword dictionaries, and after reading each merge gets the
-whole budget. Ids, stored texts and their
-offsets stream to disk. The rest is fixed: the interpreter, the libraries, the model, the read window and the
-encoder's batch (`max_logits_bytes`). Every build reports its peaks (`build.memory` in the manifest, a line on
-the CLI).
+Memory: `--memory-budget-mb` bounds everything that grows with the corpus and, from text, the encoder's calls
+(index_builder.memory_budget divides it: postings buffers, BM25 postings buffer, id hashes for the duplicate check,
+metadata keyword dictionaries, one encoder call); a budget too small to encode one document of the maximum length is refused. Ids, stored texts
+and their offsets stream to disk. The rest is fixed: the interpreter, the libraries, the model and the read
+window. Every build reports its peaks (`build.memory` in the manifest, a line on the CLI).
 The BM25 field (an optional part, docs/hybrid.md) is built from the same texts unless --no-bm25 is given.
 Every build also writes the `metadata` part (engine.metadata, docs/filters.md): the documents' filterable
 fields, typed as they first appear or as `--metadata-schema FILE` declares.
@@ -22,6 +21,7 @@ fields, typed as they first appear or as `--metadata-schema FILE` declares.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -38,6 +38,7 @@ from index_builder.corpus import FORMATS, CorpusDocument, CorpusError, count_lin
 from index_builder.document_vectors import WINDOW_BATCHES, encode_texts, vectors_from_tokens, windows
 from index_builder.duplicate_ids import DuplicateIdCheck
 from index_builder.inversion import ChunkedInverter, InversionResult
+from index_builder.memory_budget import BudgetPlan, plan_budget
 from index_builder.memory_report import MemoryMonitor, summary_line
 from index_builder.metadata_part import add_metadata_arguments, metadata_writer, metadata_summary
 from index_builder.vectors_file import VectorsWriter, read_sidecar
@@ -52,6 +53,7 @@ class EncodeSettings:
     batch_size: int = 32
     corpus_format: str = "auto"
     progress: bool = True
+    max_logits_bytes: int | None = None  # cap on one encoder call's logits (set from the build's memory budget)
 
 
 def positive_int(text: str) -> int:
@@ -97,7 +99,8 @@ def encoded_documents(corpus: Path, encoder, settings: EncodeSettings
             if fmt == "vectors":
                 vectors = vectors_from_tokens(encoder, window, settings.doc_max_terms)
             else:
-                vectors = encode_texts(encoder, window, settings.batch_size, settings.doc_max_terms)
+                vectors = encode_texts(encoder, window, settings.batch_size, settings.doc_max_terms,
+                                       settings.max_logits_bytes)
             yield window, vectors
             bar.update(len(window))
 
@@ -120,14 +123,18 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
     doc_max_terms = settings.doc_max_terms
     if fmt == "vectors":
         document_max_length, doc_max_terms = _vectors_provenance(corpus, encoder, doc_max_terms)
+    plan = plan_budget(memory_budget_mb << 20, encodes_text=fmt != "vectors", bm25=bm25 is not None,
+                       vocab_size=encoder.vocab_size, max_length=encoder.max_length or 0,
+                       encoder_max_logits_bytes=getattr(getattr(encoder, "options", None), "max_logits_bytes", None))
+    settings = dataclasses.replace(settings, max_logits_bytes=plan.max_logits_bytes)
     writer = VectorsWriter(save_vectors, encoder) if save_vectors else None
-    budget = memory_budget_mb << 20
     try:
         with MemoryMonitor() as monitor, index_format.atomic_index_dir(out) as staged:
-            id_check = DuplicateIdCheck(staged / "_ids", budget // 8)
-            metadata = metadata_writer(staged, metadata_schema, budget)
-            inverter = ChunkedInverter(staged / "_runs", encoder.vocab_size,
-                                       budget - id_check.memory_budget_bytes - metadata.memory_budget_bytes)
+            id_check = DuplicateIdCheck(staged / "_ids", plan.id_hashes_bytes)
+            metadata = metadata_writer(staged, metadata_schema, plan.metadata_bytes)
+            inverter = ChunkedInverter(staged / "_runs", encoder.vocab_size, plan.postings_bytes)
+            if bm25 is not None:
+                bm25.open(staged / "_bm25", plan.bm25_bytes)
             ids = index_format.StringTableWriter(staged, index_format.IDS)
             store = index_format.StringTableWriter(staged, index_format.DOCUMENTS) if store_text else None
             empty_documents, any_text = 0, False
@@ -154,18 +161,20 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                     for name in (f"{index_format.DOCUMENTS}.bin", f"{index_format.DOCUMENTS}.offsets.npy"):
                         (staged / name).unlink()
             monitor.sample()
-            raise_on_duplicate(corpus, id_check, staged, len(ids), budget)
-            result = inverter.finish(staged, impact_bits, impact_scale)
+            inverter.flush()  # the buffers go to disk before the merges need the memory
+            if bm25 is not None:
+                bm25.flush()
+            raise_on_duplicate(corpus, id_check, staged, len(ids), plan.after_reading_bytes)
+            result = inverter.finish(staged, impact_bits, impact_scale=impact_scale)
             name, info = metadata.write(staged)
             parts = {name: info.model_dump(mode="json")}
             if bm25 is not None and bm25.vocabulary:  # vectors without text: nothing to analyse, no field
                 name, info = bm25.write(staged)
                 parts[name] = info.model_dump(mode="json")
-            memory = monitor.report(memory_budget_mb, budget_covers={
-                "postings buffer": inverter.memory_budget_bytes, "duplicate-id hashes": id_check.memory_budget_bytes,
-                "metadata keyword dictionaries": metadata.memory_budget_bytes,
-                "merges after reading (each)": budget,
-            }, outside_budget=outside_budget(encoder, fmt, bm25))
+            elif bm25 is not None:
+                bm25.discard()
+            memory = monitor.report(memory_budget_mb, budget_covers=budget_covers(plan, inverter, id_check, bm25, metadata),
+                                    outside_budget=outside_budget(bm25))
             manifest = index_manifest(
                 result, started, encoder.vocab_size, encoder.tokenizer_sha256, empty_documents,
                 model=model_summary(encoder), document_max_length=document_max_length,
@@ -198,17 +207,28 @@ def raise_on_duplicate(corpus: Path, id_check: DuplicateIdCheck, table_dir: Path
                           f"and #{duplicate.second})")
 
 
-def outside_budget(encoder, fmt: str, bm25=None) -> dict[str, int]:
+def budget_covers(plan: BudgetPlan, inverter: ChunkedInverter, id_check: DuplicateIdCheck,
+                  bm25: Bm25PartBuilder | None, metadata=None) -> dict[str, int]:
+    """What the budget bounded, by part (index_builder.memory_budget)."""
+    covers = {"postings buffer": inverter.memory_budget_bytes}
+    if bm25 is not None:
+        covers["bm25 postings buffer"] = bm25.memory_budget_bytes
+    covers["duplicate-id hashes"] = id_check.memory_budget_bytes
+    if metadata is not None:
+        covers["metadata keyword dictionaries"] = metadata.memory_budget_bytes
+    if plan.max_logits_bytes is not None:
+        covers[f"encoder call (3 x max_logits_bytes {plan.max_logits_bytes / 2**20:.1f} MiB)"] = plan.encoder_bytes
+    covers["duplicate-id merge after reading"] = plan.after_reading_bytes
+    return covers
+
+
+def outside_budget(bm25: Bm25PartBuilder | None = None) -> dict[str, int]:
     """Memory the budget does not bound (the interpreter, libraries and model are `anonymous_at_start`): fixed
-    buffers, and the BM25 field's per-document term counts, which a text build still holds in memory (8 bytes
-    per distinct term of each text; issue 17's bound covers the SPLADE postings and ids, not this yet)."""
+    buffers, and the BM25 vocabulary, which grows with the distinct analysed words (not with the documents)."""
     fixed = {"string table blocks": 2 * index_format.StringTableWriter.OFFSETS_BLOCK * 8,
              "validation chunk": index_format.VERIFY_CHUNK * 24}
-    max_logits = getattr(getattr(encoder, "options", None), "max_logits_bytes", None)
-    if fmt != "vectors" and max_logits is not None:
-        fixed["encoder batch (max_logits_bytes)"] = int(max_logits)
     if bm25 is not None:
-        fixed["bm25 term counts (grow with the corpus)"] = int(bm25.buffered_bytes())
+        fixed["bm25 vocabulary (grows with distinct words)"] = bm25.vocabulary_bytes()
     return fixed
 
 
@@ -259,8 +279,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "largest weight; larger weights saturate at the top impact (counted). Gives the "
                              "impacts of a segmented index's added segments, whose scale is the index's")
     parser.add_argument("--memory-budget-mb", type=positive_int, default=1024,
-                        help="memory for what grows with the corpus (postings buffer, duplicate-id check, merges), "
-                             "in MiB (1024); the interpreter, the model and the encoder's batch come on top")
+                        help="memory for what grows with the corpus (postings buffers, duplicate-id check, merges)"
+                             " and, from text, the encoder's calls, in MiB (1024); the interpreter and the model "
+                             "come on top")
     parser.add_argument("--no-text", action="store_true", help="do not store titles and texts")
     parser.add_argument("--save-vectors", type=Path, default=None,
                         help="also write the encoded vectors as JSONL (rebuild later without encoding)")

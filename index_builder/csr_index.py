@@ -15,7 +15,7 @@ import numpy as np
 from engine import index_format
 from index_builder.build import index_manifest
 from index_builder.inversion import ChunkedInverter
-from index_builder.metadata_part import metadata_writer
+from index_builder.metadata_part import BUDGET_SHARE, metadata_writer
 
 
 def build_index_from_csr(out: str | Path, indptr: np.ndarray, term_ids: np.ndarray, weights: np.ndarray, *,
@@ -51,7 +51,7 @@ def build_index_from_csr(out: str | Path, indptr: np.ndarray, term_ids: np.ndarr
         if metadata is not None:
             if len(metadata) != num_docs:
                 raise ValueError(f"{len(metadata)} metadata objects for {num_docs} documents")
-            writer = metadata_writer(staged, metadata_schema, memory_budget_mb << 20)
+            writer = metadata_writer(staged, metadata_schema, (memory_budget_mb << 20) // BUDGET_SHARE)
             for i, values in enumerate(metadata):
                 writer.add(str(i) if ids is None else ids[i], values)
             name, info = writer.write(staged)

@@ -2,7 +2,9 @@
 
 Texts are encoded in windows of `batch_size * WINDOW_BATCHES` documents: the window is tokenized once, sorted
 by token length, cut into batches of similar length (little padding: the encoder cost grows with the longest
-text of a batch), and the vectors are put back in corpus order. Pre-encoded documents are mapped from tokens to
+text of a batch), and the vectors are put back in corpus order. With `max_logits_bytes` (the build's memory
+budget for the encoder, index_builder.memory_budget), a batch of long texts holds fewer documents, so that its
+[rows, tokens, vocab] float32 logits stay under it. Pre-encoded documents are mapped from tokens to
 term ids and pruned by the same rule (`models.sparse.heaviest_terms`), so an index built from saved vectors
 equals one built from text.
 """
@@ -27,7 +29,7 @@ def windows(documents: Iterable[CorpusDocument], size: int) -> Iterator[list[Cor
 
 
 def encode_texts(encoder, documents: list[CorpusDocument], batch_size: int,
-                 max_terms: int | None) -> list[SparseVector]:
+                 max_terms: int | None, max_logits_bytes: int | None = None) -> list[SparseVector]:
     """Vectors of one window of documents; an empty text gets an empty vector (it matches nothing)."""
     vectors: list[SparseVector] = [EMPTY_VECTOR] * len(documents)
     positions = [i for i, doc in enumerate(documents) if doc.encoder_text]
@@ -36,8 +38,14 @@ def encode_texts(encoder, documents: list[CorpusDocument], batch_size: int,
     batch = encoder.tokenize([documents[i].encoder_text for i in positions])
     lengths = batch.attention_mask.sum(axis=1)
     by_length = np.argsort(lengths, kind="stable")
-    for start in range(0, len(by_length), batch_size):
-        rows = by_length[start:start + batch_size]
+    start = 0
+    while start < len(by_length):
+        take = batch_size
+        if max_logits_bytes is not None:  # ascending lengths: the batch's last row is its longest
+            longest = int(lengths[by_length[min(start + batch_size, len(by_length)) - 1]])
+            take = max(1, min(batch_size, max_logits_bytes // (max(1, longest) * encoder.vocab_size * 4)))
+        rows = by_length[start:start + take]
+        start += take
         # Same type as the tokenizer's batch; rows(0, n) drops the padding columns this batch does not need.
         sub = type(batch)(batch.input_ids[rows], batch.attention_mask[rows]).rows(0, len(rows))
         for row, (ids, weights) in zip(rows.tolist(), encoder.encode_tokenized(sub, max_terms)):

@@ -11,10 +11,16 @@ mapped for writing, so the output files never count in the process's resident me
 postings than a range holds is streamed run by run.
 Peak memory is about `BYTES_PER_BUFFERED_POSTING` x the run size, set by `memory_budget_bytes`, plus
 O(vocabulary) (the per-term counts) and O(runs) (one cursor per run), in both phases.
+
+Two uses: the SPLADE postings (a fixed vocabulary, weights known as they arrive) and the BM25 field
+(index_builder.bm25_part: a vocabulary that grows as texts are analysed, `extend_vocabulary`, and weights that
+need the whole collection's statistics: the runs hold term counts and `finish(weigh=...)` turns them into
+weights once every document is in, in slices of `WEIGH_SLICE` postings).
 """
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +34,12 @@ from engine.impacts import IMPACT_BITS, Quantization, fixed_quantization, plan_q
 # while quantizing the float64 levels (16 B) and the impacts (<= 2 B). That is 32 B; measured peaks of builds
 # with several runs were 40-45 B per buffered posting (the heap does not reuse every freed block), hence 40.
 BYTES_PER_BUFFERED_POSTING = 40
+# Postings weighed at once by `finish(weigh=...)`: its float64 temporaries (~50 B a posting for BM25) stay at a
+# few MiB whatever the range size.
+WEIGH_SLICE = 1 << 16
+
+# weigh(term_ids, doc_numbers, values) -> float64 weights of those postings (values as they were added).
+Weigh = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class _Run:
     doc_numbers: Path
     weights: Path
     postings: int
+    terms: int  # length of the counts file: the vocabulary size when the run was written
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,19 @@ class ChunkedInverter:
         self._weights: list[np.ndarray] = []
         self._buffered = 0
         self._runs: list[_Run] = []
+        self._weigh: Weigh | None = None
         self._counts = np.zeros(self.vocab_size, dtype=np.int64)  # postings per term over all runs
+
+    def extend_vocabulary(self, vocab_size: int) -> None:
+        """Allow term ids up to `vocab_size` - 1 from now on (a vocabulary that grows as documents arrive)."""
+        if vocab_size > self.vocab_size:
+            self._counts = np.concatenate([self._counts, np.zeros(vocab_size - self.vocab_size, np.int64)])
+            self.vocab_size = int(vocab_size)
+
+    @property
+    def postings_per_term(self) -> np.ndarray:
+        """Postings of each term in the runs written so far (call `flush` first to count every document)."""
+        return self._counts
 
     def add_documents(self, vectors: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Append documents (term ids, weights) in order; they get the next document numbers."""
@@ -113,6 +138,10 @@ class ChunkedInverter:
     def memory_budget_bytes(self) -> int:
         return self.run_capacity * BYTES_PER_BUFFERED_POSTING
 
+    def flush(self) -> None:
+        """Write the buffered postings as a run now (e.g. to free the buffer before another phase needs memory)."""
+        self._flush()
+
     def _flush(self) -> None:
         if not self._buffered:
             return
@@ -122,7 +151,8 @@ class ChunkedInverter:
         counts = np.bincount(term_ids, minlength=self.vocab_size).astype(np.int64)
         del term_ids
         stem = self.scratch_dir / f"run-{len(self._runs):05d}"
-        run = _Run(Path(f"{stem}.counts"), Path(f"{stem}.docs"), Path(f"{stem}.weights"), int(counts.sum()))
+        run = _Run(Path(f"{stem}.counts"), Path(f"{stem}.docs"), Path(f"{stem}.weights"), int(counts.sum()),
+                   self.vocab_size)
         counts.tofile(run.counts)
         np.concatenate(self._doc_numbers)[order].tofile(run.doc_numbers)
         self._doc_numbers = []
@@ -131,15 +161,22 @@ class ChunkedInverter:
         self._runs.append(run)
         self._weights, self._buffered = [], 0
 
-    def finish(self, out_dir: Path, impact_bits: int = 8, impact_scale: float | None = None) -> InversionResult:
-        """Merge the runs into offsets.npy, doc_numbers.npy and impacts.npy in `out_dir`; remove the runs.
+    def finish(self, out_dir: Path, impact_bits: int = 8, impact_scale: float | None = None, *,
+               weigh: Weigh | None = None,
+               names: tuple[str, str, str] = (index_format.OFFSETS, index_format.DOC_NUMBERS, index_format.IMPACTS)
+               ) -> InversionResult:
+        """Merge the runs into the offsets, doc numbers and impacts files (`names`) in `out_dir`; remove the runs.
 
+        `weigh` turns the added values into the weights that are quantized (default: the values themselves);
+        with it, a first pass over the runs finds the largest weight for the quantization plan.
         `impact_scale` fixes the scale (`build --impact-scale`, what a segmented index's added segments use):
-        weights above its range saturate at the largest impact and are counted, instead of an error."""
+        weights above its range saturate at the largest impact and are counted, instead of an error.
+        """
         self._flush()
+        self._weigh = weigh
         self.saturated = 0
         if impact_scale is None:
-            plan = plan_quantization(self.max_weight, impact_bits)
+            plan = plan_quantization(self.max_weight if weigh is None else self._largest_weight(), impact_bits)
         else:
             if impact_bits not in IMPACT_BITS:
                 raise ValueError(f"impact bits must be one of {sorted(IMPACT_BITS)}, got {impact_bits}")
@@ -148,9 +185,10 @@ class ChunkedInverter:
         offsets = np.zeros(self.vocab_size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         num_postings = int(offsets[-1])
-        np.save(Path(out_dir) / index_format.OFFSETS, offsets)
-        doc_out = _open_for_append(out_dir, index_format.DOC_NUMBERS, np.uint32, num_postings)
-        impact_out = _open_for_append(out_dir, index_format.IMPACTS, plan.dtype, num_postings)
+        offsets_name, doc_numbers_name, impacts_name = names
+        np.save(Path(out_dir) / offsets_name, offsets)
+        doc_out = _open_for_append(out_dir, doc_numbers_name, np.uint32, num_postings)
+        impact_out = _open_for_append(out_dir, impacts_name, plan.dtype, num_postings)
         try:
             cursors = [0] * len(self._runs)  # postings of each run already merged
             capacity = self.run_capacity
@@ -181,6 +219,42 @@ class ChunkedInverter:
         self.saturated += saturated
         return impacts
 
+    def discard(self) -> None:
+        """Remove the runs without writing anything (nothing to finish)."""
+        self._term_ids, self._doc_numbers, self._weights, self._buffered = [], [], [], 0
+        shutil.rmtree(self.scratch_dir, ignore_errors=True)
+
+    def _largest_weight(self) -> float:
+        """The largest `weigh`ed weight over every run, read a slice at a time."""
+        largest = 0.0
+        for run in self._runs:
+            starts = np.zeros(run.terms + 1, dtype=np.int64)
+            np.cumsum(_read(run.counts, np.int64, 0, run.terms), out=starts[1:])
+            for start in range(0, run.postings, WEIGH_SLICE):
+                take = min(WEIGH_SLICE, run.postings - start)
+                terms = np.searchsorted(starts, np.arange(start, start + take), side="right") - 1
+                weights = self._weigh(terms, _read(run.doc_numbers, np.uint32, start, take),
+                                      _read(run.weights, np.float32, start, take))
+                largest = max(largest, float(weights.max()))
+        return largest
+
+    def _impacts(self, terms_from: int, starts: np.ndarray | None, doc_numbers: np.ndarray, values: np.ndarray,
+                 plan: Quantization) -> np.ndarray:
+        """Quantized impacts of consecutive postings; `starts` (cumulative, from 0) gives each posting's term
+        as `terms_from` + its index, or None for postings of the one term `terms_from`."""
+        if self._weigh is None:
+            return self._quantize(values, plan)
+        impacts = np.empty(len(values), dtype=plan.dtype)
+        for start in range(0, len(values), WEIGH_SLICE):
+            stop = min(start + WEIGH_SLICE, len(values))
+            if starts is None:
+                terms = np.full(stop - start, terms_from, dtype=np.int64)
+            else:
+                terms = terms_from + np.searchsorted(starts, np.arange(start, stop), side="right") - 1
+            impacts[start:stop] = self._quantize(self._weigh(terms, doc_numbers[start:stop], values[start:stop]),
+                                                 plan)
+        return impacts
+
     def _merge_range(self, first: int, last: int, offsets: np.ndarray, cursors: list[int], plan: Quantization,
                      doc_out, impact_out) -> None:
         """Terms [first, last): gather every run's segment into place, quantize, append to the outputs."""
@@ -192,7 +266,7 @@ class ChunkedInverter:
         weights = np.empty(size, dtype=np.float32)
         written = np.zeros(last - first, dtype=np.int64)  # postings of each term placed by earlier runs
         for r, run in enumerate(self._runs):
-            run_counts = _read(run.counts, np.int64, first, last - first)
+            run_counts = _run_counts(run, first, last - first)
             taken = int(run_counts.sum())
             if not taken:
                 continue
@@ -207,19 +281,33 @@ class ChunkedInverter:
             written += run_counts
             cursors[r] += taken
         doc_out.write(memoryview(doc_numbers))
-        del doc_numbers
-        impact_out.write(memoryview(self._quantize(weights, plan)))
+        if self._weigh is None:
+            del doc_numbers
+            impact_out.write(memoryview(self._quantize(weights, plan)))
+            return
+        range_starts = np.zeros(last - first + 1, dtype=np.int64)
+        range_starts[1:] = offsets[first + 1:last + 1] - offsets[first]
+        impact_out.write(memoryview(self._impacts(first, range_starts, doc_numbers, weights, plan)))
 
     def _stream_term(self, term: int, cursors: list[int], plan: Quantization, doc_out, impact_out) -> None:
         """One term with more postings than a range holds: each run's segment in order, in pieces."""
         for r, run in enumerate(self._runs):
-            remaining = int(_read(run.counts, np.int64, term, 1)[0])
+            remaining = int(_run_counts(run, term, 1)[0])
             while remaining:
                 take = min(remaining, self.run_capacity)
-                doc_out.write(memoryview(_read(run.doc_numbers, np.uint32, cursors[r], take)))
-                impact_out.write(memoryview(self._quantize(_read(run.weights, np.float32, cursors[r], take), plan)))
+                doc_numbers = _read(run.doc_numbers, np.uint32, cursors[r], take)
+                doc_out.write(memoryview(doc_numbers))
+                values = _read(run.weights, np.float32, cursors[r], take)
+                impact_out.write(memoryview(self._impacts(term, None, doc_numbers, values, plan)))
                 cursors[r] += take
                 remaining -= take
+
+
+def _run_counts(run: _Run, first: int, count: int) -> np.ndarray:
+    """Postings of terms [first, first + count) in a run; 0 for terms the vocabulary gained after it was written."""
+    available = max(0, min(count, run.terms - first))
+    counts = _read(run.counts, np.int64, first, available)
+    return counts if available == count else np.concatenate([counts, np.zeros(count - available, np.int64)])
 
 
 def _read(path: Path, dtype, start: int, count: int) -> np.ndarray:

@@ -26,9 +26,10 @@ def add_metadata_arguments(parser: argparse.ArgumentParser) -> None:
                              "supported type, typed by its first value; docs/filters.md)")
 
 
-def metadata_writer(staged: Path, schema: dict[str, str] | None, budget_bytes: int) -> md.MetadataWriter:
-    """A writer spooling into the staging directory (removed when it writes the part)."""
-    return md.MetadataWriter(Path(staged) / "_metadata", schema, budget_bytes // BUDGET_SHARE)
+def metadata_writer(staged: Path, schema: dict[str, str] | None, share_bytes: int) -> md.MetadataWriter:
+    """A writer spooling into the staging directory (removed when it writes the part); `share_bytes` bounds its
+    keyword dictionaries (a build's share: index_builder.memory_budget)."""
+    return md.MetadataWriter(Path(staged) / "_metadata", schema, share_bytes)
 
 
 def metadata_summary(manifest: dict[str, Any]) -> str:

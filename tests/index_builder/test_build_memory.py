@@ -17,7 +17,9 @@ from engine.index_format import open_index
 from index_builder.build import EncodeSettings, build_index, load_encoder
 from index_builder.corpus import CorpusError
 from index_builder import duplicate_ids
+from index_builder.bm25_part import Bm25PartBuilder
 from index_builder.duplicate_ids import DuplicateIdCheck
+from tests.support.generated_texts import generated_texts
 from tests.support.real_like_vectors import real_like_csr, write_vectors_jsonl
 
 # sha256 of the files written by the builder before this change (commit a2534da) for real_like_csr(3000,
@@ -30,6 +32,14 @@ PREVIOUS_SHA256 = {
 }
 PREVIOUS_IMPACTS_SHA256 = {8: "4f35107ed4c1d10e8ef274b7fd6941226fdf99d0e2c62285f730cb370ed6da07",
                            16: "662914eec4bf502b26acd5718bef64ecfb04ddc337a717b29bd4342d2cff5b80"}
+# sha256 of the BM25 part written by the in-memory builder (commit 3c8da88, before its buffers were bounded) for
+# generated_texts(4000, seed=5): the chunked build must write the same bytes, whatever its number of runs.
+PREVIOUS_BM25_SHA256 = {
+    "bm25.offsets.npy": "96dcd0f7d7194d86471c41cce72303e96f63afe175eab89f7936d45a447fcf51",
+    "bm25.doc_numbers.npy": "a88eb1be8c9b9afdfa4e1a3a28c02a7c2353c8c684716145bfe0eef1aabb6165",
+    "bm25.impacts.npy": "afa8fc47584225522c5e825fb336ea0d9ad09af9eedff0ea6a8365eb8aa727de",
+    "bm25.vocabulary.json": "d41c3e0095e87a6c04f16dc548735253451c199800ee37ce9303cd7858a427ea",
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +81,37 @@ def test_postings_and_ids_are_byte_identical_to_the_previous_builder(tmp_path, d
     assert index.external_ids(np.array([0, 2999])) == ["doc-0", "doc-2999"]
 
 
-def cycled_corpus(path: Path, num_docs: int, tokens: list[str], distinct: int = 2000, terms: int = 40) -> Path:
-    """`num_docs` real-like documents with unique ids; the vectors cycle over `distinct` generated ones."""
+@pytest.mark.parametrize("budget_bytes, min_runs", [(0, 90), (1 << 30, 1)])
+def test_bm25_part_is_byte_identical_to_the_in_memory_builder(tmp_path, budget_bytes, min_runs):
+    # Budget 0: runs of the smallest capacity (1,024 postings): ~100 runs, written while the vocabulary still
+    # grows (early runs know fewer terms), and the most frequent term (1,664 documents) is larger than a merge
+    # range, so it is streamed run by run. 1 GiB: one run, as the in-memory builder did.
+    builder = Bm25PartBuilder().open(tmp_path / "_bm25", budget_bytes)
+    for text in generated_texts(4000, seed=5):
+        builder.add(text)
+    name, info = builder.write(tmp_path)
+    assert name == "bm25" and builder.runs >= min_runs
+    assert info.params["documents"] == 4000 and info.params["empty_documents"] == 41
+    assert info.params["postings"] == 106928 and info.params["avgdl"] == 27.95075
+    for file, digest in PREVIOUS_BM25_SHA256.items():
+        assert sha256(tmp_path / file) == digest, file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PREVIOUS_BM25_SHA256)  # no scratch left
+
+
+def cycled_corpus(path: Path, num_docs: int, tokens: list[str], distinct: int = 2000, terms: int = 40,
+                  with_text: bool = False) -> Path:
+    """`num_docs` real-like documents with unique ids; the vectors (and texts) cycle over `distinct` generated ones."""
     indptr, term_ids, weights = real_like_csr(distinct, len(tokens), terms_per_doc=terms, seed=3)
-    vectors = []
+    texts = generated_texts(distinct, words_per_text=30, seed=3) if with_text else [""] * distinct
+    documents = []
     for doc in range(distinct):
         lo, hi = indptr[doc], indptr[doc + 1]
-        vectors.append(", ".join(f"{json.dumps(tokens[t])}: {w}"
-                                 for t, w in zip(term_ids[lo:hi].tolist(), map(str, weights[lo:hi]))))
+        vector = ", ".join(f"{json.dumps(tokens[t])}: {w}"
+                           for t, w in zip(term_ids[lo:hi].tolist(), map(str, weights[lo:hi])))
+        documents.append(f'"vector": {{{vector}}}' + (f', "text": {json.dumps(texts[doc])}' if with_text else ""))
     with open(path, "w", encoding="utf-8") as handle:
         for doc in range(num_docs):
-            handle.write(f'{{"id": "document-{doc:08d}", "vector": {{{vectors[doc % distinct]}}}}}\n')
+            handle.write(f'{{"id": "document-{doc:08d}", {documents[doc % distinct]}}}\n')
     return path
 
 
@@ -106,18 +136,20 @@ def build_in_child(corpus: Path, out: Path, model: Path, budget_mb: int, repo_ro
 
 
 def test_peak_anonymous_memory_does_not_grow_with_the_corpus(tmp_path, default_model_dir, tokens, repo_root):
-    # 17,000 and 100,000 documents (~6x), ~32 terms each, with an 8 MiB budget: the larger build makes several
-    # inversion runs and several duplicate-id runs. The terms per document are fewer than SPLADE's 143 because
-    # what this test is about grows per *document* (postings are bounded by the budget either way). Before this
-    # change the builder kept per document, outside the budget, a dictionary entry and its id string (~150 B
-    # here), 16 B of string-table offsets and 32 B of validation flags: ~16 MiB more for the larger corpus.
+    # 17,000 and 100,000 documents (~6x), ~32 terms each and a text of ~30 words (the BM25 field, built by
+    # default, analyses it: ~20 distinct terms a text), with an 8 MiB budget: the larger build makes several
+    # inversion runs, BM25 runs and duplicate-id runs. The terms per document are fewer than SPLADE's 143 because
+    # what this test is about grows per *document* (postings are bounded by the budget either way). Before the
+    # SPLADE side was bounded the builder kept per document, outside the budget, a dictionary entry and its id
+    # string (~150 B here), 16 B of string-table offsets and 32 B of validation flags; before the BM25 side was,
+    # 8 B per (document, term) pair and 8 B per document (~170 B here): each ~14-16 MiB more for the larger corpus.
     # Both sizes hold more postings than one validation chunk (VERIFY_CHUNK, 512K postings = 16,384 documents
     # of 32 terms), so the fixed validation buffer has the same size in both builds.
     sizes = (17_000, 100_000)
-    corpora = [cycled_corpus(tmp_path / f"c{size}.jsonl", size, tokens, terms=32) for size in sizes]
+    corpora = [cycled_corpus(tmp_path / f"c{size}.jsonl", size, tokens, terms=32, with_text=True) for size in sizes]
     # An unmeasured build first, so that one-time costs of a fresh checkout (Numba's compile cache, the first
     # files written) cannot land in one of the two measured builds only.
-    build_in_child(corpora[1], tmp_path / "warm-up", default_model_dir, 8, repo_root)
+    build_in_child(corpora[0], tmp_path / "warm-up", default_model_dir, 8, repo_root)
     peaks, manifests = [], []
     for size, corpus in zip(sizes, corpora):
         peak, manifest = build_in_child(corpus, tmp_path / f"i{size}", default_model_dir, 8, repo_root)
@@ -125,6 +157,7 @@ def test_peak_anonymous_memory_does_not_grow_with_the_corpus(tmp_path, default_m
         manifests.append(manifest)
     assert manifests[1]["counts"]["documents"] == sizes[1] and manifests[1]["build"]["inversion_runs"] > 5
     assert manifests[1]["build"]["duplicate_id_runs"] > 1
+    assert manifests[1]["parts"]["bm25"]["params"]["postings"] > 1_500_000  # ~20 a text: many BM25 runs at 0.5 MiB
     growth_mb = (peaks[1] - peaks[0]) / 2**20
     # Tolerance 8 MiB: the final validation reads one chunk of postings (VERIFY_CHUNK) for ~0.1 s after the
     # build's own report; sampled every 10 ms from outside, that fixed spike (~4-8 MiB) is caught in some builds
@@ -133,8 +166,10 @@ def test_peak_anonymous_memory_does_not_grow_with_the_corpus(tmp_path, default_m
     assert growth_mb < 8, f"peak anonymous memory grew {growth_mb:.1f} MiB for {sizes[1] - sizes[0]} documents"
     for peak, manifest in zip(peaks, manifests):
         memory = manifest["build"]["memory"]
-        # 1/8 of the budget for duplicate-id hashes, 1/16 for the metadata keyword dictionaries, the rest postings
-        assert memory["budget_mb"] == 8 and memory["budget_covers_mb"]["postings buffer"] == 6.5
+        # From vectors (index_builder.memory_budget): 3/4 of the budget for the postings, 1/16 for the BM25
+        # field's, 1/8 for the duplicate-id hashes, 1/16 for the metadata keyword dictionaries
+        assert memory["budget_mb"] == 8 and memory["budget_covers_mb"]["postings buffer"] == 6.0
+        assert memory["budget_covers_mb"]["bm25 postings buffer"] == 0.5
         assert memory["budget_covers_mb"]["metadata keyword dictionaries"] == 0.5
         # The build's own report agrees with what this process sampled from outside (within 16 MiB).
         assert abs(memory["peak_anonymous_mb"] - peak / 2**20) < 16
