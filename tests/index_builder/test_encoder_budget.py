@@ -41,8 +41,10 @@ def test_the_budget_is_divided_and_the_encoder_gets_half_of_a_text_build():
                        encoder_max_logits_bytes=512 * MiB)
     assert text.max_logits_bytes == 512 * MiB // ENCODER_WORKING_FACTOR
     assert text.encoder_bytes <= 512 * MiB
-    assert (text.postings_bytes, text.bm25_bytes, text.id_hashes_bytes) == (256 * MiB, 128 * MiB, 128 * MiB)
-    assert text.encoder_bytes + text.postings_bytes + text.bm25_bytes + text.id_hashes_bytes <= 1024 * MiB
+    assert (text.postings_bytes, text.bm25_bytes, text.id_hashes_bytes, text.metadata_bytes) == (
+        192 * MiB, 128 * MiB, 128 * MiB, 64 * MiB)
+    assert (text.encoder_bytes + text.postings_bytes + text.bm25_bytes + text.id_hashes_bytes
+            + text.metadata_bytes) <= 1024 * MiB
     assert text.after_reading_bytes == 1024 * MiB - text.encoder_bytes
     # The encoder's own cap still holds when half the budget would allow more.
     big = plan_budget(8192 * MiB, encodes_text=True, bm25=False, vocab_size=VOCAB, max_length=MAX_LENGTH,
@@ -50,8 +52,9 @@ def test_the_budget_is_divided_and_the_encoder_gets_half_of_a_text_build():
     assert big.max_logits_bytes == 512 * MiB and big.encoder_bytes == 1536 * MiB
     vectors = plan_budget(64 * MiB, encodes_text=False, bm25=True)
     assert (vectors.encoder_bytes, vectors.max_logits_bytes) == (0, None)
-    assert (vectors.postings_bytes, vectors.bm25_bytes, vectors.id_hashes_bytes) == (52 * MiB, 4 * MiB, 8 * MiB)
-    assert plan_budget(64 * MiB, encodes_text=False, bm25=False).postings_bytes == 56 * MiB
+    assert (vectors.postings_bytes, vectors.bm25_bytes, vectors.id_hashes_bytes, vectors.metadata_bytes) == (
+        48 * MiB, 4 * MiB, 8 * MiB, 4 * MiB)
+    assert plan_budget(64 * MiB, encodes_text=False, bm25=False).postings_bytes == 52 * MiB
 
 
 def test_a_budget_too_small_for_one_document_is_refused_with_the_smallest_that_fits(tmp_path, doc_encoder):
@@ -87,6 +90,7 @@ def test_text_build_encoder_calls_stay_inside_their_share_and_are_reported(tmp_p
     assert (1, MAX_LENGTH) in encoder.calls and max(rows for rows, _ in encoder.calls) == 8  # short ones batch
     covers = manifest["build"]["memory"]["budget_covers_mb"]
     assert covers[f"encoder call (3 x max_logits_bytes {cap / MiB:.1f} MiB)"] == round(3 * cap / MiB, 1)
-    assert covers["postings buffer"] == 50.0 and covers["bm25 postings buffer"] == 25.0
+    assert covers["postings buffer"] == 37.5 and covers["bm25 postings buffer"] == 25.0
+    assert covers["metadata keyword dictionaries"] == 12.5
     index = open_index(tmp_path / "index", verify_checksums=True)
     assert index.num_documents == 24 and index.manifest["parts"]["bm25"]["params"]["documents"] == 24
