@@ -1,5 +1,6 @@
 """`python -m splade_ray serve --index DIR --shards N [...]`: serve an index as a Ray Serve application with the
-single-process service's HTTP contract (docs/ray.md).
+single-process service's HTTP contract (docs/ray.md). `python -m splade_ray build ...`: a Ray Data build
+(splade_ray/data_build.py; `build --help`).
 
 `--index` is either a sharded index (a directory with shards.json, from `python -m index_builder shard`) or a
 plain index, which is first split into `--shards` range shards beside it (`<index>.shards-<N>`, reused while the
@@ -66,9 +67,10 @@ def resolve_shards(index: Path, shards: int | None, shards_dir: Path | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "build":
+        return build(argv[1:])
     if not argv or argv[0] != "serve":
-        print("usage: python -m splade_ray serve --index DIR [--shards N] [...]  (--help for the flags)",
-              file=sys.stderr)
+        print("usage: python -m splade_ray {serve,build} ...  (VERB --help for the flags)", file=sys.stderr)
         return 2
     parser = build_parser(prog="python -m splade_ray serve")
     parser.description = __doc__.split("\n\n")[0]
@@ -116,6 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ray.shutdown()
     return 0
+
+
+def build(argv: list[str]) -> int:
+    from index_builder.corpus import CorpusError
+    from splade_ray import data_build
+
+    parser = argparse.ArgumentParser(prog="python -m splade_ray build", description=data_build.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    data_build.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return data_build.run(args)
+    except (CorpusError, EngineError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

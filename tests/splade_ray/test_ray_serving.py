@@ -3,13 +3,12 @@ external services): the Serve application with 2 shards over the SciFact index g
 queries, the same hits (ids and float32 scores) as the single-process service; errors keep the service's shape;
 a shard replica killed during a bounded load run is restarted by Ray and no request gets a wrong or silently
 partial answer. Every Ray deployment reserves a fraction of a CPU and has one replica, so the cluster fits in
-2 CPUs; the cluster is shut down at the end of the module whatever happens.
+2 CPUs; Serve is shut down at the end of the module and the cluster at the end of the session (conftest.py).
 """
 from __future__ import annotations
 
 import csv
 import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ import pytest
 from engine import open_index
 
 from index_builder.shard import split_index
-from tests.conftest import REPO_ROOT
 from tests.support.server import free_port, running_service
 
 # Ray Serve's own pydantic models warn on import; not ours to fix.
@@ -63,11 +61,8 @@ def single_process_answers(default_model_dir, small_index_dir, test_queries) -> 
 
 
 @pytest.fixture(scope="module")
-def ray_service(default_model_dir, small_index_dir, tmp_path_factory):
-    """The Serve application on a local 2-CPU cluster; its base URL. Torn down (serve, then ray) at the end."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    import ray
+def ray_service(ray_cluster, default_model_dir, small_index_dir, tmp_path_factory):
+    """The Serve application on the local 2-CPU cluster; its base URL. Serve is shut down at the end."""
     from ray import serve
 
     from service.settings import Settings
@@ -75,10 +70,6 @@ def ray_service(default_model_dir, small_index_dir, tmp_path_factory):
 
     shards_dir = tmp_path_factory.mktemp("ray") / "small.shards-2"
     split_index(small_index_dir, shards_dir, SHARDS)
-    # Workers import this checkout's packages (not another editable install of the project).
-    pythonpath = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "TOKENIZERS_PARALLELISM": "false"}})
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -90,10 +81,7 @@ def ray_service(default_model_dir, small_index_dir, tmp_path_factory):
         wait_until_ready(base_url, 120)
         yield base_url
     finally:
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+        serve.shutdown()
 
 
 def test_all_300_scifact_test_queries_equal_the_single_process_service(ray_service, single_process_answers):
