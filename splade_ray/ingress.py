@@ -8,7 +8,8 @@ shard -> merge the shards' top-k with the engine's tie rule on the global docume
 Failures: a shard call that fails because its replica died (or none is up) is retried until the request's
 deadline (`SPLADE_REQUEST_TIMEOUT_S`) while Ray restarts the replica; past the deadline the answer is 503 with
 `Retry-After` naming the missing shards. A request with `"allow_partial": true` is answered without the shards
-that failed, and its body lists them under `missing_shards`; no other request ever gets a partial answer.
+that failed or did not answer within half its remaining time (the other half fetches its hits), and its body lists
+them under `missing_shards`; no other request ever gets a partial answer.
 
 What the Ray deployment does not serve (a 422 naming the field): `mode` other than `splade` (BM25 statistics are
 per collection, not per shard) and `two_phase_ratio`.
@@ -39,6 +40,9 @@ logger = logging.getLogger("splade_ray.ingress")
 
 # Pause between retries of a failed shard call while Ray restarts its replica.
 RETRY_PAUSE_S = 0.1
+# With allow_partial, the fan-out waits for a shard at most this share of the request's deadline, so that the
+# time left can fetch the returned hits' ids and text from the shards that did answer.
+PARTIAL_WAIT_FRACTION = 0.5
 # /readyz waits this long for each shard to answer a ping.
 READY_PING_TIMEOUT_S = 2.0
 
@@ -172,6 +176,9 @@ def build_ingress_app(settings: Settings, encoder: Any, shards: list[Any], layou
                       ) -> tuple[list[ShardTop], list[int], str]:
         """Every shard's top-k (retrying within the deadline); (answers, missing shards, scorer name)."""
         retry = not body.allow_partial
+        if body.allow_partial:
+            now = time.perf_counter()
+            deadline = now + (deadline - now) * PARTIAL_WAIT_FRACTION
 
         async def one(number: int) -> tuple[ShardTop, str] | None:
             started = time.perf_counter()

@@ -29,8 +29,8 @@ SHARDS = 2
 # Single-process settings of the comparison: one encoder thread per call on both sides (identical arithmetic).
 SERVICE_ENV = {"SPLADE_DEVICE": "cpu", "SPLADE_INTRA_OP_THREADS": "1", "SPLADE_MAX_QUERY_TERMS": "64",
                "SPLADE_LOG_LEVEL": "warning"}
-# Long enough for Ray to replace a killed replica (a new process opens its shard and warms up) on a busy machine.
-REQUEST_TIMEOUT_S = 60.0
+# The ingress's deadline: well above a query's time on a busy machine; the outage test keeps a shard down longer.
+REQUEST_TIMEOUT_S = 8.0
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +213,63 @@ def test_a_killed_shard_replica_is_restarted_and_no_answer_is_wrong_or_silently_
     # And after the restart every answer is whole again.
     with httpx.Client(base_url=ray_service, timeout=60) as client:
         assert ranked(client.post("/search", json={"query": queries[1], "k": 10})) == single_process_answers[queries[1]]
+
+
+def test_a_shard_down_past_the_deadline_gives_503_or_a_partial_answer_naming_it(
+        ray_service, single_process_answers, small_index_dir):
+    """Shard 1 is kept down (each new replica killed as it appears) for longer than the deadline: a request gets
+    503 + Retry-After naming shard 1; the same request with allow_partial gets shard 0's hits and names shard 1."""
+    import ray
+    from ray import serve
+
+    query = list(single_process_answers)[2]
+    outage_s = REQUEST_TIMEOUT_S + 4.0
+    answers: dict[str, httpx.Response] = {}
+
+    def ask(name: str, body: dict) -> None:
+        with httpx.Client(base_url=ray_service, timeout=REQUEST_TIMEOUT_S + 30) as client:
+            answers[name] = client.post("/search", json=body)
+
+    ray.kill(_shard_replica(ray, "Shard1"), no_restart=True)
+    askers = [threading.Thread(target=ask, args=("whole", {"query": query, "k": 10})),
+              threading.Thread(target=ask, args=("partial", {"query": query, "k": 10, "allow_partial": True}))]
+    for asker in askers:
+        asker.start()
+    until = time.monotonic() + outage_s
+    while time.monotonic() < until:  # keep shard 1 down: kill every replica Serve starts for it
+        for actor in ray.util.list_named_actors(all_namespaces=True):
+            if actor["name"].startswith("SERVE_REPLICA::splade#Shard1#"):
+                try:
+                    ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+                except ValueError:  # already gone
+                    pass
+        time.sleep(0.1)
+    for asker in askers:
+        asker.join(timeout=60)
+
+    whole = answers["whole"]
+    assert whole.status_code == 503 and whole.headers.get("retry-after") == "1", whole.text
+    error = whole.json()["error"]
+    assert error["type"] == "shards_unavailable" and error["details"][0]["field"] == "shards"
+    assert "shard 1" in error["details"][0]["message"] and error["details"][0]["limit"] == REQUEST_TIMEOUT_S
+    partial = answers["partial"]
+    assert partial.status_code == 200, partial.text
+    body = partial.json()
+    assert body["missing_shards"] == [1]
+    shard0_ids = set(open_index(small_index_dir).external_ids(np.arange(150)))
+    got = [(h["id"], h["score"]) for h in body["hits"]]
+    assert len(got) == 10 and all(doc_id in shard0_ids for doc_id, _ in got)
+    from_shard0 = [hit for hit in single_process_answers[query] if hit[0] in shard0_ids]
+    assert got[:len(from_shard0)] == from_shard0
+    # Left alone, Serve brings shard 1 back and answers are whole again.
+    shard1 = serve.get_deployment_handle("Shard1", app_name="splade")
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            shard1.ping.remote().result(timeout_s=5)
+            break
+        except Exception:  # noqa: BLE001 - still starting
+            assert time.monotonic() < deadline, "shard 1 did not come back"
+            time.sleep(0.5)
+    with httpx.Client(base_url=ray_service, timeout=60) as client:
+        assert ranked(client.post("/search", json={"query": query, "k": 10})) == single_process_answers[query]
