@@ -56,6 +56,7 @@ class SearchOptions:
     query_weight_mass: float | None = None   # engine.query_pruning: keep this share of the query's weight
     query_weight_ratio: float | None = None  # engine.query_pruning: drop terms below this ratio of the heaviest
     two_phase_ratio: float | None = None     # engine.two_phase: candidates from terms >= ratio x heaviest, rescored
+    allowed: np.ndarray | None = None        # bool[num_documents]: the documents a hit may be (filters, deletes)
 
 
 @dataclass(slots=True)
@@ -91,6 +92,7 @@ class SearchResult:
     timings: StageTimes = field(default_factory=StageTimes)
     query_terms: list[tuple[str, float]] | None = None  # (token, weight) of `query`; None unless asked for
     mode: str = "splade"
+    generation: int = 0  # of the snapshot that answered (engine.snapshot; +1 on every swap)
 
     @property
     def postings_traversed(self) -> int:
@@ -183,8 +185,30 @@ class Searcher:
     def swap_index(self, index: InvertedIndex) -> Snapshot:
         """Serve `index` from the next search on (it must share the encoder's vocabulary; the snapshot rule
         keeps running searches on the index they started with)."""
+        return self.served.install(self.prepare_swap(index, warm=False))
+
+    def prepare_swap(self, index: InvertedIndex, warm: bool = True) -> Snapshot:
+        """A validated (and, with `warm`, warmed) snapshot of `index`, not yet served: the same vocabulary as
+        the encoder, the default scorer and the server's default mode servable, every scorer bound and run
+        once. Raises IncompatibleArtifactsError / InvalidQueryError / IndexFormatError; nothing changes then."""
         check_compatible(index, self.encoder)
-        return self.served.swap(index)
+        hybrid.check_mode(index, self.mode)
+        snapshot = self.served.prepare(index)
+        if warm:
+            self.warm_snapshot(snapshot)
+        return snapshot
+
+    def install(self, snapshot: Snapshot) -> Snapshot:
+        """Serve a snapshot made by `prepare_swap` from the next search on."""
+        return self.served.install(snapshot)
+
+    def warm_snapshot(self, snapshot: Snapshot) -> None:
+        """Bind every scorer of `snapshot` and run a real query through each, and through every mode."""
+        query = self.encode_texts(["warm up"]).queries[0]
+        for name in snapshot.choices:
+            self.score(snapshot, query, SearchOptions(k=10, scorer=name))
+        for mode in hybrid.available_modes(snapshot.index)[1:]:
+            self.score_mode(snapshot, query, "warm up", SearchOptions(k=10, mode=mode))
 
     # -- stages ----------------------------------------------------------------------------------------------
     def resolve_max_terms(self, requested: int | None) -> int | None:
@@ -250,7 +274,7 @@ class Searcher:
             raise InvalidQueryError("query", f"term ids must be in [0, {index.vocab_size})", index.vocab_size)
         if not np.all(np.isfinite(query.weights)) or (len(query) and query.weights.min() < 0):
             raise InvalidQueryError("query", "weights must be finite and >= 0", 0)
-        top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options)
+        top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options, options.allowed)
         ids = index.external_ids(top.doc_numbers)
         hits = []
         for doc, doc_id, score in zip(top.doc_numbers.tolist(), ids, top.scores.tolist()):
@@ -321,7 +345,7 @@ class Searcher:
                 times.score = scored.score_s
                 times.total = time.perf_counter() - started
                 results.append(SearchResult(sparse, scored.hits, scored.scorer, scored.stats, times,
-                                            self.query_terms(sparse), scored.mode))
+                                            self.query_terms(sparse), scored.mode, snapshot.generation))
         return results
 
     def warm_up(self) -> None:

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from engine import scorers
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
@@ -70,11 +72,12 @@ class Snapshot:
         return scratch
 
     def search(self, query: SparseQuery, k: int, scorer: str | None = None,
-               options: Mapping[str, Any] | None = None) -> tuple[TopK, str]:
-        """The top-k and the name it was served by (the scorer or configuration asked for, or the default)."""
+               options: Mapping[str, Any] | None = None, allowed: np.ndarray | None = None) -> tuple[TopK, str]:
+        """The top-k among the documents `allowed` lets through (None: all), and the name it was served by (the
+        scorer or configuration asked for, or the default)."""
         name = scorer or self.default_scorer
         bound = self.scorer(name)
-        return bound.search(query, k, self.scratch(bound), self.options(name, options)), name
+        return bound.search(query, k, self.scratch(bound), self.options(name, options), allowed), name
 
     @contextlib.contextmanager
     def retained(self) -> Iterator[Snapshot]:
@@ -136,12 +139,20 @@ class ServedIndex:
         finally:
             snapshot.release()
 
-    def swap(self, index: InvertedIndex) -> Snapshot:
-        """Serve `index` from now on; the previous snapshot closes when its last search ends."""
-        snapshot = Snapshot(index, self._default_scorer(index))  # validated before anything changes
+    def prepare(self, index: InvertedIndex) -> Snapshot:
+        """A snapshot of `index`, validated (its default scorer servable) but not yet served: warm it, then
+        `install` it."""
+        return Snapshot(index, self._default_scorer(index))
+
+    def install(self, snapshot: Snapshot) -> Snapshot:
+        """Serve `snapshot` from now on; the previous one closes its index when its last search ends."""
         with self._lock:
             previous = self._current
             snapshot.generation = previous.generation + 1
             self._current = snapshot
         previous._retire()
-        return self._current
+        return snapshot
+
+    def swap(self, index: InvertedIndex) -> Snapshot:
+        """Serve `index` from now on (prepare + install); validated before anything changes."""
+        return self.install(self.prepare(index))

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+from pathlib import Path
 
 # Short query batches gain nothing from the tokenizer's Rayon pool, whose spinning threads then compete with
 # ONNX Runtime for the cores: measured 61 -> 210 queries/s with micro-batching on 2 cores. Set before the
@@ -33,14 +34,17 @@ from service.hybrid_options import fusion_from_settings, fusion_info, modes_firs
 from service.metrics import ServiceMetrics
 from service.pipeline import QueryPipeline
 from service.batch_policy import warm_up_batch_shapes
-from service.security import ApiKeyAuth, install_edge
-from service.schemas import BatchSearchResponse, ErrorResponse, Health, Info, SearchResponse, request_models
+from service.reloader import IndexReloader
+from service.security import AdminAuth, ApiKeyAuth, install_edge
+from service.schemas import (BatchSearchResponse, ErrorResponse, Health, Info, ReloadResponse, SearchResponse,
+                             request_models)
 from service.settings import Settings, load_settings
 from service.workbench import install_workbench
 
 logger = logging.getLogger("service")
 
-ROUTES = ("/search", "/search/batch", "/healthz", "/readyz", "/info", "/metrics", "/openapi.json", "/docs")
+ROUTES = ("/search", "/search/batch", "/healthz", "/readyz", "/info", "/metrics", "/admin/reload", "/openapi.json",
+          "/docs")
 _STARTED_KEY = "splade_started"
 
 _ERRORS = {
@@ -86,6 +90,8 @@ class ServiceState:
         self.failure: str | None = None
         # Later routes that need the key (writes, reload) depend on this same object.
         self.auth = ApiKeyAuth(settings.api_key.get_secret_value() if settings.api_key else None)
+        self.admin_auth = AdminAuth(self.auth)
+        self.reloader: IndexReloader | None = None  # hot swap, once loaded (service/reloader.py)
         self.draining = False  # set on SIGTERM (service/shutdown.py): readiness fails while requests finish
 
     def start_draining(self) -> None:
@@ -161,6 +167,7 @@ def render_result(result: SearchResult, include_text: bool, explain: bool) -> di
     body["postings_traversed"] = result.postings_traversed
     body["scorer"] = result.scorer
     body["mode"] = result.mode
+    body["generation"] = result.generation
     body["timings_ms"] = _timings_ms(result.timings)
     return body
 
@@ -194,6 +201,10 @@ def create_app(
                 provider=encoder.provider, index=str(settings.index_dir),
                 documents=index.num_documents, postings=index.num_postings,
             )
+            watched = settings.index_dir if searcher is None else Path(index.path)
+            state.reloader = IndexReloader(loaded, watched, state.metrics, poll_seconds=settings.reload_poll_s,
+                                           verify_checksums=settings.reload_verify_checksums)
+            state.reloader.start()
             state.pipeline = pipeline
             logger.info(
                 "ready: %d documents, %d postings, provider %s, warm-up %.2f s",
@@ -217,6 +228,8 @@ def create_app(
                 await loader
             except asyncio.CancelledError:
                 pass
+            if state.reloader is not None:
+                await asyncio.get_running_loop().run_in_executor(None, state.reloader.stop)
             if state.pipeline is not None:
                 await state.pipeline.stop()
                 state.pipeline = None
@@ -296,9 +309,20 @@ def create_app(
                     },
                     "modes": modes_first_default(snapshot.index, pipeline.searcher.mode),
                     "fusion": fusion_info(pipeline.searcher.fusion),
+                    "lifecycle": state.reloader.status() if state.reloader else None,
                     "settings": settings.public_dict(),
                 }
             )
+
+    @app.post("/admin/reload", response_model=ReloadResponse, dependencies=[Depends(state.admin_auth)],
+              responses={401: _ERRORS[401], 503: _ERRORS[503],
+                         403: {"model": ErrorResponse, "description": "No API key is configured: admin is off."},
+                         409: {"model": ErrorResponse, "description": "The new index was refused; the old one serves."}})
+    async def admin_reload() -> Response:
+        """Swap in what the index directory holds now (opened, verified, warmed first); 409 if it is refused."""
+        state.require_pipeline()
+        status = await asyncio.get_running_loop().run_in_executor(None, state.reloader.reload, "admin")
+        return _json(ReloadResponse(**{k: status[k] for k in ReloadResponse.model_fields}).model_dump())
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

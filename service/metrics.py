@@ -50,6 +50,14 @@ class ServiceMetrics:
         )
         self.index_documents = Gauge("splade_index_documents", "Documents in the served index.", registry=r)
         self.index_postings = Gauge("splade_index_postings", "Postings in the served index.", registry=r)
+        self.index_generation = Gauge(
+            "splade_index_generation", "Served index generation (+1 on every hot swap since start).", registry=r)
+        self.index_segments = Gauge("splade_index_segments", "Segments of the served index.", registry=r)
+        self.index_deleted_documents = Gauge(
+            "splade_index_deleted_documents", "Deleted documents still in the served index's segments.", registry=r)
+        self.index_reloads = Counter(
+            "splade_index_reloads", "Index reload attempts (watcher or POST /admin/reload), by outcome.",
+            ("outcome",), registry=r)
         self.recall = Gauge(
             "splade_recall_at_k", "Recall@k of the served approximate scorer against exact re-scoring of sampled "
             "live queries (mean over the recent window).", ("scorer",), registry=r,
@@ -66,6 +74,8 @@ class ServiceMetrics:
             self.rejected.labels(reason=reason)
         for outcome in ("scored", "dropped", "failed"):
             self.recall_samples.labels(outcome=outcome)
+        for outcome in ("swapped", "refused", "unchanged"):
+            self.index_reloads.labels(outcome=outcome)
 
     def observe_stages(self, times: StageTimes) -> None:
         for stage in STAGES:

@@ -163,7 +163,7 @@ class QueryPipeline:
                 self.recall_monitor.offer(p.snapshot, sparse, p.options.k, outcome)
             terms = self.searcher.query_terms(sparse) if p.options.explain else None
             results.append(SearchResult(sparse, outcome.hits, outcome.scorer, outcome.stats, p.times, terms,
-                                        outcome.mode))
+                                        outcome.mode, p.snapshot.generation))
         return results
 
     def _timed_out(self) -> DeadlineExceededError:

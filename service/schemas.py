@@ -163,6 +163,8 @@ class SearchResponse(BaseModel):
     postings_traversed: int
     scorer: str
     mode: str = "splade"
+    # The served index generation that answered (+1 on every hot swap): every hit of a response comes from it.
+    generation: int = 0
     timings_ms: TimingsMs
 
 
@@ -207,4 +209,17 @@ class Info(BaseModel):
     scorers: ScorersInfo
     modes: list[str] = ["splade"]
     fusion: dict = {}
+    # Hot swap (service/reloader.py): generation, segments, deleted documents, last reload outcome and error.
+    lifecycle: dict | None = None
     settings: dict
+
+
+class ReloadResponse(BaseModel):
+    generation: int
+    swaps: int
+    refusals: int
+    last_outcome: str
+    last_error: str | None = None
+    segments: int
+    deleted_documents: int
+    documents: int

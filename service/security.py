@@ -27,6 +27,11 @@ class UnauthorizedError(ApiError):
     error_type = "unauthorized"
 
 
+class ForbiddenError(ApiError):
+    status_code = 403
+    error_type = "forbidden"
+
+
 class ApiKeyAuth:
     """The API-key check; with no key configured every request passes."""
 
@@ -59,6 +64,19 @@ class ApiKeyAuth:
                 [detail("authorization", reason)],
                 headers={"WWW-Authenticate": 'Bearer realm="splade-serve"'},
             )
+
+
+class AdminAuth:
+    """Admin routes (index reload) need a configured key: with none they are refused (403) rather than open."""
+
+    def __init__(self, auth: ApiKeyAuth) -> None:
+        self.auth = auth
+
+    async def __call__(self, request: Request) -> None:
+        if not self.auth.enabled:
+            raise ForbiddenError("admin endpoints are off: set SPLADE_API_KEY to enable them",
+                                 [detail("authorization", "no API key is configured on the server")])
+        await self.auth(request)
 
 
 class BodyLimitMiddleware:

@@ -191,6 +191,18 @@ class Settings(BaseSettings):
         description="Serve the relevance workbench (a static page that uses the public API) at `/`; false "
         "turns it off (`/` answers 404).",
     )
+    reload_poll_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="How often the index directory is checked for a new generation to hot-swap in "
+        "(service/reloader.py); 0 = no watching (`POST /admin/reload` still works).",
+    )
+    reload_verify_checksums: bool = Field(
+        True,
+        description="Check every file's sha256 and the postings of a new generation before swapping it in "
+        "(reads the whole index once per reload; false = sizes and manifest only).",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod

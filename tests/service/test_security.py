@@ -177,3 +177,15 @@ def test_an_empty_key_setting_means_no_key():
     # compose passes SPLADE_API_KEY=${SPLADE_API_KEY:-}: unset there must not become "the empty key".
     assert Settings(api_key="").api_key is None
     assert Settings(api_key="  ").public_dict()["api_key"] is None
+
+
+async def test_admin_reload_needs_a_configured_key(in_process):
+    async with in_process() as client:  # no key configured: admin is off, not open
+        off = await client.post("/admin/reload")
+    async with in_process(api_key=KEY) as client:
+        missing = (await client.post("/admin/reload")).status_code
+        wrong = (await client.post("/admin/reload", headers={"X-API-Key": KEY + "x"})).status_code
+        good = await client.post("/admin/reload", headers={"Authorization": f"Bearer {KEY}"})
+    assert off.status_code == 403 and "SPLADE_API_KEY" in off.json()["error"]["message"]
+    assert missing == wrong == 401
+    assert good.status_code == 200 and good.json()["last_outcome"] == "unchanged"
