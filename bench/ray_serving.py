@@ -48,7 +48,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=6.0, help="measured time per (server, clients)")
     parser.add_argument("--num-cpus", type=float, default=None, help="CPUs of the local Ray cluster (default: all)")
     parser.add_argument("--paper-documents", type=int, default=10_000_000,
-                        help="collection size of the on-paper rows (score time scaled linearly from this index)")
+                        help="collection size of the on-paper rows")
+    parser.add_argument("--paper-score-ms-per-million", type=float, default=4.43,
+                        help="exact score time of one query over 1M documents, for the on-paper rows (default: "
+                        "bench/index.py's 1M real-like figure in the README, k=10, this kind of machine); scaled "
+                        "linearly with the documents a shard holds")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     return parser.parse_args()
 
@@ -114,11 +118,12 @@ def run_ray(args, queries: list[str], clients: list[int], shard_counts: list[int
     return results
 
 
-def on_paper(ray_results: dict[int, dict], index_documents: int, paper_documents: int) -> dict:
+def on_paper(ray_results: dict[int, dict], index_documents: int, paper_documents: int,
+             score_ms_per_million: float) -> dict:
     """Expected latency for N shards on N machines from the measured costs: encode + Ray hop overhead +
-    one shard's score time (the 1-shard score divided by N: exact scoring is linear in the postings a shard holds)
-    + merge; for this index and for `paper_documents` (score time scaled by the document ratio, an assumption:
-    the same postings per document and query terms)."""
+    one shard's score time (the whole collection's divided by N: exact scoring is linear in the postings a shard
+    holds) + merge; for this index (its measured score time) and for `paper_documents` (score time from
+    `score_ms_per_million`: a small index's time is mostly per-query fixed cost and does not extrapolate)."""
     one = ray_results.get(1) or next(iter(ray_results.values()))
     means = one["mean_ms"]
     encode = means.get("stage[encode]", float("nan"))
@@ -127,14 +132,14 @@ def on_paper(ray_results: dict[int, dict], index_documents: int, paper_documents
     merge = means.get("merge[]", 0.0)
     rows = []
     for documents in (index_documents, paper_documents):
-        score_all = score_1 * documents / index_documents
+        score_all = score_1 if documents == index_documents else score_ms_per_million * documents / 1e6
         for n in (1, 2, 4, 8, 16):
             latency = encode + call_overhead + score_all / n + merge
             rows.append({"documents": documents, "machines": n, "shards": n,
                          "expected_latency_ms": round(latency, 2), "score_per_shard_ms": round(score_all / n, 3),
                          "shard_queries_per_core_s": round(1000.0 / (score_all / n), 1)})
     return {"inputs_ms": {"encode": encode, "score_1_shard": score_1, "ray_call_overhead": call_overhead,
-                          "merge": merge},
+                          "merge": merge, "score_per_million_documents": score_ms_per_million},
             "model": "latency = encode + call overhead + score(1 shard)/N + merge; more replicas of the encoder "
                      "and of each shard add throughput in proportion to the cores they get",
             "rows": rows}
@@ -160,7 +165,7 @@ def main() -> int:
     from engine import open_index
 
     index_documents = open_index(args.index).num_documents
-    paper = on_paper(ray_results, index_documents, args.paper_documents)
+    paper = on_paper(ray_results, index_documents, args.paper_documents, args.paper_score_ms_per_million)
     print(f"\non paper ({paper['model']}): inputs {json.dumps(paper['inputs_ms'])}")
     for row in paper["rows"]:
         print(f"  {row['documents']:>10,} documents, {row['machines']:>2} machines x 1 shard: "

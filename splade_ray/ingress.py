@@ -62,10 +62,27 @@ class ShardsUnavailableError(ApiError):
         )
 
 
+class EncoderUnavailableError(ApiError):
+    """The query encoder did not answer within the request's deadline (its replicas are restarting or busy)."""
+
+    status_code = 503
+    error_type = "encoder_unavailable"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the query encoder did not answer within the request's deadline of {timeout_s} s; retry "
+                         "shortly", [{"field": "encoder", "message": "unavailable", "limit": timeout_s}],
+                         headers={"Retry-After": "1"})
+
+
 class _ShardFailed(Exception):
+    """A deployment call that failed or ran out of time; `shard` is the shard number (-1: the encoder)."""
+
     def __init__(self, shard: int) -> None:
         super().__init__(f"shard {shard} unavailable")
         self.shard = shard
+
+
+ENCODER = -1
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -92,7 +109,8 @@ async def _call(method: Any, deadline: float, shard: int, retry: bool, *args: An
         except Exception as exc:  # noqa: BLE001 - sorted just below
             if not _is_unavailable(exc):
                 raise
-            logger.warning("shard %d call failed (%s); %s", shard, type(exc).__name__,
+            logger.warning("%s call failed (%s); %s", "encoder" if shard == ENCODER else f"shard {shard}",
+                           type(exc).__name__,
                            "retrying within the deadline" if retry else "reported missing")
             if not retry:
                 raise _ShardFailed(shard) from None
@@ -143,16 +161,16 @@ def build_ingress_app(settings: Settings, encoder: Any, shards: list[Any], layou
         started = time.perf_counter()
         pending = []
         if texts:
-            pending.append(("texts", encoder.encode.remote(texts)))
+            pending.append(("texts", _call(encoder.encode, deadline, ENCODER, True, texts)))
         for i, body in enumerate(bodies):
             if body.vector is not None:
-                pending.append((i, encoder.vector.remote(dict(body.vector), body.query_max_terms)))
+                pending.append((i, _call(encoder.vector, deadline, ENCODER, True, dict(body.vector),
+                                         body.query_max_terms)))
         try:
-            answers = await asyncio.wait_for(asyncio.gather(*(r for _, r in pending)),
-                                             max(deadline - time.perf_counter(), 0))
-        except (TimeoutError, asyncio.TimeoutError):
+            answers = await asyncio.gather(*(call for _, call in pending))
+        except _ShardFailed:
             metrics.rejected.labels(reason="timeout").inc()
-            raise ShardsUnavailableError([], settings.request_timeout_s) from None
+            raise EncoderUnavailableError(settings.request_timeout_s) from None
         round_trip = time.perf_counter() - started
         for (key, _), answer in zip(pending, answers):
             if key == "texts":
