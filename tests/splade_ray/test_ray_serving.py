@@ -102,7 +102,8 @@ def test_the_contract_is_the_single_process_services(ray_service, single_process
         response = client.post("/search", json={"query": query, "k": 3, "include_text": True, "explain": True})
         body = response.json()
         assert response.status_code == 200 and set(body) == {"hits", "query_terms", "postings_traversed", "scorer",
-                                                             "mode", "timings_ms"}
+                                                             "mode", "generation", "timings_ms"}
+        assert body["generation"] == 0  # no hot swap in the Ray deployment: every answer is from its one index
         assert [(h["id"], h["score"]) for h in body["hits"]] == single_process_answers[query][:3]
         hit = body["hits"][0]
         assert hit["title"] and hit["text"] and sum(hit["contributions"].values()) == pytest.approx(hit["score"],
