@@ -69,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "build":
         return build(argv[1:])
+    usage = "usage: python -m splade_ray {serve,build} ...  (VERB --help for the flags)"
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"{usage}\n\n{__doc__}")
+        return 0
     if not argv or argv[0] != "serve":
-        print("usage: python -m splade_ray {serve,build} ...  (VERB --help for the flags)", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     parser = build_parser(prog="python -m splade_ray serve")
     parser.description = __doc__.split("\n\n")[0]
