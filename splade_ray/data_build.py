@@ -77,7 +77,7 @@ def ray_encode(corpus: Path, vectors_out: Path, model_dir: Path, settings: Encod
     dataset = ray.data.from_items(rows).map_batches(
         WindowEncoder, fn_constructor_args=(str(model_dir), settings.max_length, settings.batch_size,
                                             settings.doc_max_terms),
-        batch_size=1, concurrency=concurrency, num_cpus=encoder_cpus, **gpus)
+        batch_size=1, compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=encoder_cpus, **gpus)
     encoder = load_encoder(model_dir, settings.max_length)  # for the vectors file's tokens and provenance
     writer = VectorsWriter(vectors_out, encoder)
     try:
