@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[export,eval,dev]'
+	$(PY) -m pip install --quiet -e '.[export,eval,dev,ray]'
 	touch $@
 
 model: install

@@ -1,10 +1,11 @@
-"""`python -m index_builder {build,encode,verify,add-parts,tune,bm25,add,update,delete,merge}`: each verb lives in its own module."""
+"""`python -m index_builder {build,encode,verify,add-parts,tune,bm25,shard,add,update,delete,merge}`: each verb
+lives in its own module."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from index_builder import bm25_part, build, encode, lifecycle, scorer_parts, tune, verify
+from index_builder import bm25_part, build, encode, lifecycle, scorer_parts, shard, tune, verify
 from index_builder.corpus import CorpusError
 from engine.errors import EngineError
 from engine.impacts import QuantizationRangeError
@@ -17,6 +18,7 @@ VERBS = {
     "add-parts": (scorer_parts, "build the optional index parts a scorer needs (atomically)"),
     "tune": (tune, "record the fastest approximate-scorer configuration that meets a recall target"),
     "bm25": (bm25_part, "add (or rebuild) the BM25 field of an existing index"),
+    "shard": (shard, "split an index into N shards by document range (for the Ray deployment)"),
     **lifecycle.VERBS,  # add, update, delete, merge (docs/lifecycle.md)
 }
 

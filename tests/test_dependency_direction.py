@@ -13,7 +13,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OURS = {"storage", "models", "engine", "index_builder", "service", "evaluation", "load_tests", "bench", "tests",
-        "splade_client", "splade_cli"}
+        "splade_client", "splade_cli", "splade_ray"}
 # What each package may import of ours (itself always).
 ALLOWED = {
     "storage": set(),
@@ -23,13 +23,19 @@ ALLOWED = {
     "service": {"storage", "models", "engine"},
     "evaluation": {"storage", "models", "engine"},
     "splade_client": set(),  # HTTP only
+    # The Ray deployment (optional extra `ray`) sits on top: it serves the service's contract over the engine.
+    "splade_ray": {"storage", "models", "engine", "index_builder", "service"},
 }
 FORBIDDEN_THIRD_PARTY = {
-    "engine": {"fastapi", "starlette", "uvicorn", "torch", "transformers"},
-    "storage": {"numpy", "fastapi", "torch"},
-    "service": {"torch", "transformers"},
-    "evaluation": {"fastapi", "torch", "transformers"},
-    "splade_client": {"numpy", "numba", "onnxruntime", "torch", "fastapi"},
+    "engine": {"fastapi", "starlette", "uvicorn", "torch", "transformers", "ray"},
+    "storage": {"numpy", "fastapi", "torch", "ray"},
+    "models": {"ray"},
+    # Ray is an optional extra: only splade_ray may import it.
+    "index_builder": {"ray"},
+    "service": {"torch", "transformers", "ray"},
+    "evaluation": {"fastapi", "torch", "transformers", "ray"},
+    "splade_client": {"numpy", "numba", "onnxruntime", "torch", "fastapi", "ray"},
+    "splade_ray": {"torch", "transformers"},
 }
 
 
@@ -72,6 +78,15 @@ def test_importing_the_engine_loads_no_web_or_torch_module():
     probe = ("import sys, engine, engine.scorers, engine.searcher, engine.snapshot; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in "
              "('fastapi', 'starlette', 'uvicorn', 'torch', 'transformers', 'service', 'index_builder')))")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_the_single_process_service_loads_no_ray_module():
+    """The default service runs without the `ray` extra: starting its app imports nothing of Ray."""
+    probe = ("import sys, service.__main__, service.app, index_builder.__main__; "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'splade_ray')))")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
