@@ -36,7 +36,9 @@ import numpy as np
 from engine import scorers
 from engine.commit import (BASE_SEGMENT, COMMIT, DELETES_DIR, LOCK, SEGMENTS_DIR, Commit, SegmentEntry,
                            read_commit, stale_commit_temps, write_commit)
+from engine import bm25
 from engine import metadata as md
+from engine.bm25_writer import part_writer, texts_from_store
 from engine.errors import EngineError, IndexFormatError, InvalidQueryError
 from engine.id_map import IdMap
 from engine.impacts import fixed_quantization
@@ -116,6 +118,8 @@ class IndexWriter:
 
     def __init__(self, index_dir: str | os.PathLike, *, memory_budget_mb: int = 256,
                  merge_policy: LogMergePolicy | None = None, segment_parts: SegmentParts | None = None) -> None:
+        """`segment_parts(segment)`: the writers of extra parts for each new segment; None: the BM25 field when
+        the index has one (engine.bm25_writer)."""
         self.path = Path(index_dir)
         if not self.path.is_dir():
             raise IndexFormatError(f"{self.path}: not an index directory (does not exist)")
@@ -344,6 +348,22 @@ class IndexWriter:
             return writer.write(staged)
         return write
 
+    def _bm25_part(self, base: InvertedIndex, segment: InvertedIndex) -> list[PartWriter]:
+        """The BM25 field of a new segment when the index has one (its k1 and b), from the segment's stored
+        texts; a segment without texts (pre-encoded vectors) gets an empty field, so that every segment of the
+        generation carries the part and `bm25`/`hybrid` stay servable."""
+        info = base.parts.get(bm25.PART)
+        if info is None:
+            return []
+        k1 = info.params.get("k1", bm25.DEFAULT_K1)
+        b = info.params.get("b", bm25.DEFAULT_B)
+        if segment.manifest.get("document_store") is True:
+            texts = texts_from_store
+        else:
+            def texts(index: InvertedIndex):
+                return ("" for _ in range(index.num_documents))
+        return [part_writer(texts, k1, b, memory_budget_bytes=max(self.memory_budget_bytes // 8, 1 << 20))]
+
     def _add_parts(self, segment_dir: Path, base: InvertedIndex, metadata_rows: MetadataRows | None = None) -> None:
         """The optional parts the index's segments carry, built on a new segment (scorer parts by the registry,
         metadata from `metadata_rows`, others by `segment_parts`), so the generation keeps offering the same
@@ -357,12 +377,14 @@ class IndexWriter:
             if owner is not None:
                 params = {k: v for k, v in info.params.items() if k in PART_BUILD_PARAMETERS}
                 writers.extend(owner.part_writers(params))
-        if self._segment_parts is not None:
-            segment = open_index(segment_dir)
-            try:
+        segment = open_index(segment_dir)
+        try:
+            if self._segment_parts is not None:
                 writers.extend(self._segment_parts(segment))
-            finally:
-                segment.close()
+            else:
+                writers.extend(self._bm25_part(base, segment))
+        finally:
+            segment.close()
         if writers:
             add_parts(segment_dir, writers)
 

@@ -37,7 +37,7 @@ from index_builder.bm25_part import Bm25PartBuilder, add_bm25_arguments
 from index_builder.corpus import FORMATS, CorpusDocument, CorpusError, count_lines, detect_format, read_corpus
 from index_builder.document_vectors import WINDOW_BATCHES, encode_texts, vectors_from_tokens, windows
 from index_builder.duplicate_ids import DuplicateIdCheck
-from index_builder.inversion import ChunkedInverter, InversionResult
+from engine.inversion import ChunkedInverter, InversionResult
 from index_builder.memory_budget import BudgetPlan, plan_budget
 from index_builder.memory_report import MemoryMonitor, summary_line
 from index_builder.metadata_part import add_metadata_arguments, metadata_writer, metadata_summary

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine import index_format
 from index_builder.build import index_manifest
-from index_builder.inversion import ChunkedInverter
+from engine.inversion import ChunkedInverter
 from index_builder.metadata_part import BUDGET_SHARE, metadata_writer
 
 

@@ -21,13 +21,11 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from engine import bm25
 from engine.commit import read_commit
 from engine.errors import IncompatibleArtifactsError
-from engine.index_format import InvertedIndex, open_index
+from engine.index_format import open_index
 from engine.lifecycle import IndexWriter, NewDocument, WriteReport
 from engine.merge_policy import LogMergePolicy
-from index_builder import bm25_part
 from index_builder.build import EncodeSettings, encoded_documents, load_encoder, positive_int
 from index_builder.corpus import FORMATS, CorpusError
 
@@ -92,24 +90,10 @@ def _check_model(index_dir: Path, encoder) -> None:
                                          f"than this model ({'; '.join(problems)}); encode with the index's model")
 
 
-def _segment_parts(index_dir: Path):
-    """New segments get the BM25 field when the index has one and the new documents have text."""
-    params = _base_manifest(index_dir).get("parts", {}).get(bm25.PART, {}).get("params")
-    if params is None:
-        return None
-
-    def writers(segment: InvertedIndex):
-        if segment.manifest.get("document_store") is not True:
-            return []
-        return [bm25_part.part_writer(bm25_part.texts_from_store, params.get("k1", bm25.DEFAULT_K1),
-                                      params.get("b", bm25.DEFAULT_B))]
-    return writers
-
-
 def _writer(args: argparse.Namespace) -> IndexWriter:
+    # New segments get the index's BM25 field by default (engine.lifecycle); metadata under the index's schema.
     return IndexWriter(args.index, memory_budget_mb=args.memory_budget_mb,
-                       merge_policy=LogMergePolicy(merge_factor=max(args.merge_factor, 2)),
-                       segment_parts=_segment_parts(args.index))
+                       merge_policy=LogMergePolicy(merge_factor=max(args.merge_factor, 2)))
 
 
 def _print_report(verb: str, args: argparse.Namespace, report: WriteReport, merges: list[WriteReport]) -> None:

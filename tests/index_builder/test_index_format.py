@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from engine import index_format
 from index_builder.csr_index import build_index_from_csr
 from engine.index_format import IndexFormatError, open_index
-from index_builder.inversion import BYTES_PER_BUFFERED_POSTING, ChunkedInverter
+from engine.inversion import BYTES_PER_BUFFERED_POSTING, ChunkedInverter
 from engine.impacts import QuantizationRangeError, plan_quantization, quantize
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

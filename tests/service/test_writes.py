@@ -9,6 +9,8 @@ import httpx
 import numpy as np
 import pytest
 
+from engine.bm25_writer import part_writer
+from engine.index_format import add_parts
 from engine.segments import open_searchable
 from tests.support.generations import Collection
 from tests.support.server import running_service
@@ -27,6 +29,8 @@ def served(default_model_dir, tmp_path_factory):
     collection = Collection(default_model_dir, seed=3, base_documents=500)
     index_dir = tmp_path_factory.mktemp("writes") / "index"
     collection.build(index_dir, metadata=lambda doc_id: {"source": "base", "year": 2000 + len(doc_id) % 20})
+    # A BM25 field (empty: the generated documents have no text), so that written texts must get theirs.
+    add_parts(index_dir, [part_writer(lambda index: ("" for _ in range(index.num_documents)))])
     with running_service(default_model_dir, index_dir, extra_env=ENV) as base_url:
         yield base_url, collection, index_dir
 
@@ -83,6 +87,11 @@ def test_a_text_document_is_encoded_with_the_index_model(served):
     hits = httpx.post(f"{base_url}/search", json={"query": "vitamin d deficiency mortality", "k": 3,
                                                   "include_text": True}, headers=AUTH, timeout=30).json()["hits"]
     assert hits[0]["id"] == "text-1" and hits[0]["text"] == text
+    for mode in ("bm25", "hybrid"):  # the new segment carries the BM25 field too
+        reply = httpx.post(f"{base_url}/search", json={"query": "vitamin deficiency", "k": 3, "mode": mode},
+                           headers=AUTH, timeout=30)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["hits"][0]["id"] == "text-1", mode
 
 
 @pytest.mark.parametrize("body, field, status", [
