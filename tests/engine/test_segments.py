@@ -244,3 +244,22 @@ def test_merge_policy_keeps_few_segments_and_merges_only_neighbours():
     plan = compaction_plan([SegmentSize(10, 0)] * 7, 3)
     assert len(plan) <= 3 and plan[0][0] == 0 and plan[-1][1] == 7
     assert all(a[1] <= b[0] for a, b in zip(plan, plan[1:]))
+
+
+def test_served_index_swaps_from_a_plain_index_to_a_generation(tmp_path):
+    rng = np.random.default_rng(8)
+    docs = [random_document(rng, f"s{i}", False) for i in range(30)]
+    build_plain(tmp_path / "index", docs[:20])
+    served = ServedIndex(open_searchable(tmp_path / "index"))
+    query = SparseQuery(np.arange(VOCAB, dtype=np.int32), np.ones(VOCAB, np.float32))
+    with IndexWriter(tmp_path / "index") as writer:
+        writer.add(docs[20:])
+        writer.delete(["s1"])
+        writer.commit()
+    with served.acquire() as old:  # a search running across the swap keeps its index
+        snapshot = served.swap(open_searchable(tmp_path / "index"))
+        assert snapshot.index.summary() == {"generation": 1, "segments": 2, "documents": 29, "deleted_documents": 1}
+        top, _ = old.search(query, 30, "exact")
+        assert "s1" in old.index.external_ids(top.doc_numbers) and len(top.doc_numbers) <= 20
+    ids = ranked(served, query, 30, "exact")[0]
+    assert "s1" not in ids and "s25" in ids
