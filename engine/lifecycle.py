@@ -506,13 +506,14 @@ class IndexWriter:
         return removed
 
     def _remove_base_files(self) -> list[str]:
-        """The original plain index's files, once a merge retired segment "." (its manifest last, so that a
-        crash in between leaves files that are ignored, never a half index that opens)."""
+        """The original plain index's files, once a merge retired segment "." (its manifest first, so that a
+        crash in between leaves files that no manifest names, never a half index that opens; the next writer
+        removes the rest)."""
         manifest = self.path / "manifest.json"
-        if not manifest.exists():
-            return []
         removed = []
-        manifest.unlink()
+        if manifest.exists():
+            manifest.unlink()
+            removed.append(manifest.name)
         keep = {COMMIT, LOCK, SEGMENTS_DIR, DELETES_DIR}
         for entry in self.path.iterdir():
             if entry.name not in keep and entry.is_file() and not entry.name.startswith(COMMIT):
