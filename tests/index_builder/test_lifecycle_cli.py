@@ -2,7 +2,8 @@
 the result searched through engine.Searcher (ids, texts, explain, BM25 and hybrid, two-phase) equals a
 from-scratch `build --impact-scale` of the surviving documents in add order; bad input is a clear error and
 changes nothing. Verbs run in-process through `python -m index_builder`'s main (the same code path).
-Measured: ~35 s on a shared 2-core machine (two encodes of ~330 documents dominate)."""
+Measured: ~65 s on a shared 2-core machine, ~20 s of it the session fixture's 300-document build that other tests
+share; a from-scratch encode of ~330 documents and a real service start are most of the rest."""
 from __future__ import annotations
 
 import json
@@ -149,3 +150,23 @@ def test_vectors_path_adds_without_text(lifecycle, default_model_dir):
     scores = {hit.id: hit.score for hit in hits}
     assert "vec-1" in scores and np.isclose(scores["vec-1"], 1.5, rtol=0.02)
     assert Searcher.from_paths(index, default_model_dir).search("heart", k=50, include_text=True).hits
+
+
+def test_the_service_serves_a_segmented_index(lifecycle, default_model_dir):
+    """A real `python -m service` on the segmented index (runs last: after the merge and the vectors add)."""
+    import httpx
+
+    from tests.support.server import running_service
+
+    index, _, _ = lifecycle
+    commit = read_commit(index)
+    assert len(commit.segments) == 2  # the merged segment and the vectors segment
+    with running_service(default_model_dir, index) as base:
+        info = httpx.get(f"{base}/info", timeout=30).json()
+        assert info["index"]["generation"] == {"generation": commit.generation, "segments": 2,
+                                               "documents": commit.documents, "deleted_documents": 0}
+        body = httpx.post(f"{base}/search", json={"query": "protein folding", "k": 5, "include_text": True,
+                                                  "explain": True}, timeout=30).json()
+        assert len(body["hits"]) == 5 and body["hits"][0]["text"] and body["hits"][0]["contributions"]
+        body = httpx.post(f"{base}/search", json={"vector": {"heart": 1.0, "fish": 1.0}, "k": 50}, timeout=30).json()
+        assert "vec-1" in [hit["id"] for hit in body["hits"]]
