@@ -333,9 +333,9 @@ class IndexWriter:
             self._order.remove(number)
             shutil.rmtree(self.path / SEGMENTS_DIR / segment_name(number), ignore_errors=True)
         self._pending_segments = []
-        for number in self._dirty:
-            entry = next(e for e in self.commit_state.segments if segment_number(e.name) == number)
-            self._deleted[number] = self._read_deletes(entry)
+        committed = {segment_number(e.name): e for e in self.commit_state.segments}
+        for number in self._dirty & set(committed):  # (a pending segment's deletes went with it)
+            self._deleted[number] = self._read_deletes(committed[number])
         self._dirty = set()
         self._buffer, self._buffer_ids, self._buffered_postings = [], {}, 0
         self._report = WriteReport()

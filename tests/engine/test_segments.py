@@ -263,3 +263,25 @@ def test_served_index_swaps_from_a_plain_index_to_a_generation(tmp_path):
         assert "s1" in old.index.external_ids(top.doc_numbers) and len(top.doc_numbers) <= 20
     ids = ranked(served, query, 30, "exact")[0]
     assert "s1" not in ids and "s25" in ids
+
+
+def test_changes_to_uncommitted_segments_commit_and_roll_back(tmp_path):
+    """A replace or delete of a document that is only in a segment written since the last commit."""
+    rng = np.random.default_rng(9)
+    build_plain(tmp_path / "index", [random_document(rng, f"u{i}", False) for i in range(10)])
+    with IndexWriter(tmp_path / "index", memory_budget_mb=0) as writer:  # budget 0: every add cuts a segment
+        writer.add([random_document(rng, "x1", False), random_document(rng, "x2", False)])
+        writer.add([random_document(rng, "x1", False)], replace=True)
+        assert writer.delete(["x2", "u3"]) == []
+        writer.rollback()
+        assert not writer.has_changes
+        writer.add([random_document(rng, "x1", False), random_document(rng, "x2", False)])
+        writer.add([random_document(rng, "x1", False)], replace=True)
+        writer.delete(["x2", "u3"])
+        writer.commit()
+    generation = open_generation(tmp_path / "index")
+    ids = [i for s in generation.segments for i, dead in zip(
+        s.index.external_ids(np.arange(s.num_slots)), s.deleted_mask if s.deleted_mask is not None
+        else np.zeros(s.num_slots, bool)) if not dead]
+    assert sorted(ids) == sorted([f"u{i}" for i in range(10) if i != 3] + ["x1"])
+    assert generation.num_documents == 10
