@@ -170,3 +170,38 @@ def test_the_service_serves_a_segmented_index(lifecycle, default_model_dir):
         assert len(body["hits"]) == 5 and body["hits"][0]["text"] and body["hits"][0]["contributions"]
         body = httpx.post(f"{base}/search", json={"vector": {"heart": 1.0, "fish": 1.0}, "k": 50}, timeout=30).json()
         assert "vec-1" in [hit["id"] for hit in body["hits"]]
+
+
+def test_the_verbs_killed_mid_add_and_mid_merge_leave_the_last_commit(tmp_path, small_index_dir, default_model_dir):
+    """`python -m index_builder add` and `merge` SIGKILLed at a fault point (engine.lifecycle.fault): the index
+    still opens with exactly what was committed before, and the next verb cleans up and works."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from engine.lifecycle import FAULT_ENV
+    from engine.segments import open_generation
+    from tests.conftest import REPO_ROOT
+
+    index = tmp_path / "index"
+    shutil.copytree(small_index_dir, index)
+    vectors = write_jsonl(tmp_path / "v.jsonl", [{"id": f"k{i}", "vector": {"heart": 1.0 + i}} for i in range(3)])
+    add = ["add", "--index", str(index), "--model", str(default_model_dir), "--corpus", str(vectors), "--no-merge",
+           "--no-progress"]
+
+    def killed(args: list[str], point: str) -> None:
+        env = dict(os.environ, **{FAULT_ENV: point, "PYTHONPATH": str(REPO_ROOT)})
+        proc = subprocess.run([sys.executable, "-m", "index_builder", *args], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+    killed(add, "after-segment-write")  # the segment is on disk, the commit never happened
+    assert read_commit(index) is None and open_generation(index).num_documents == 300
+    assert verb(*add) == 0  # the next writer removes the dead one's segment and commits its own
+    assert read_commit(index).generation == 1 and open_generation(index).num_documents == 303
+    killed(["merge", "--index", str(index), "--max-segments", "1"], "after-merge-write")
+    generation = open_generation(index)
+    assert generation.number == 1 and len(generation.segments) == 2 and generation.num_documents == 303
+    assert verb("merge", "--index", str(index), "--max-segments", "1") == 0
+    assert sorted(p.name for p in (index / "segments").iterdir()) == [read_commit(index).segments[0].name]
