@@ -187,7 +187,7 @@ class Bm25Field:
 
 
 _FIELDS: weakref.WeakKeyDictionary[InvertedIndex, Bm25Field] = weakref.WeakKeyDictionary()
-_FIELDS_LOCK = threading.Lock()
+_FIELDS_LOCK = threading.RLock()  # re-entered when a generation opens its segments' fields
 
 
 def has_field(index: InvertedIndex) -> bool:

@@ -396,9 +396,9 @@ class IndexWriter:
             self._order.remove(number)
             shutil.rmtree(self.path / SEGMENTS_DIR / segment_name(number), ignore_errors=True)
         self._pending_segments = []
-        for number in self._dirty:
-            entry = next(e for e in self.commit_state.segments if segment_number(e.name) == number)
-            self._deleted[number] = self._read_deletes(entry)
+        committed = {segment_number(e.name): e for e in self.commit_state.segments}
+        for number in self._dirty & set(committed):  # (a pending segment's deletes went with it)
+            self._deleted[number] = self._read_deletes(committed[number])
         self._dirty = set()
         self._buffer, self._buffer_ids, self._buffered_postings = [], {}, 0
         self._report = WriteReport()
@@ -569,13 +569,14 @@ class IndexWriter:
         return removed
 
     def _remove_base_files(self) -> list[str]:
-        """The original plain index's files, once a merge retired segment "." (its manifest last, so that a
-        crash in between leaves files that are ignored, never a half index that opens)."""
+        """The original plain index's files, once a merge retired segment "." (its manifest first, so that a
+        crash in between leaves files that no manifest names, never a half index that opens; the next writer
+        removes the rest)."""
         manifest = self.path / "manifest.json"
-        if not manifest.exists():
-            return []
         removed = []
-        manifest.unlink()
+        if manifest.exists():
+            manifest.unlink()
+            removed.append(manifest.name)
         keep = {COMMIT, LOCK, SEGMENTS_DIR, DELETES_DIR}
         for entry in self.path.iterdir():
             if entry.name not in keep and entry.is_file() and not entry.name.startswith(COMMIT):

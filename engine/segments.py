@@ -162,9 +162,16 @@ class Generation:
                 f"documents={self.num_documents}, deleted={self.deleted_documents})")
 
 
+_ACCEPTS_ALLOWED: dict[type, bool] = {}
+
+
 def _accepts_allowed(scorer: Scorer) -> bool:
-    """Whether this scorer's `search` takes the `allowed` document mask (the scorer seam's optional argument)."""
-    return "allowed" in inspect.signature(scorer.search).parameters
+    """Whether this scorer's `search` takes the `allowed` document mask (the scorer seam's optional argument;
+    looked up once per class: inspecting a signature costs more than a small segment's search)."""
+    known = _ACCEPTS_ALLOWED.get(type(scorer))
+    if known is None:
+        known = _ACCEPTS_ALLOWED[type(scorer)] = "allowed" in inspect.signature(scorer.search).parameters
+    return known
 
 
 def merge_top_k(per_segment: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:

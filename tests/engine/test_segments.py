@@ -244,3 +244,44 @@ def test_merge_policy_keeps_few_segments_and_merges_only_neighbours():
     plan = compaction_plan([SegmentSize(10, 0)] * 7, 3)
     assert len(plan) <= 3 and plan[0][0] == 0 and plan[-1][1] == 7
     assert all(a[1] <= b[0] for a, b in zip(plan, plan[1:]))
+
+
+def test_served_index_swaps_from_a_plain_index_to_a_generation(tmp_path):
+    rng = np.random.default_rng(8)
+    docs = [random_document(rng, f"s{i}", False) for i in range(30)]
+    build_plain(tmp_path / "index", docs[:20])
+    served = ServedIndex(open_searchable(tmp_path / "index"))
+    query = SparseQuery(np.arange(VOCAB, dtype=np.int32), np.ones(VOCAB, np.float32))
+    with IndexWriter(tmp_path / "index") as writer:
+        writer.add(docs[20:])
+        writer.delete(["s1"])
+        writer.commit()
+    with served.acquire() as old:  # a search running across the swap keeps its index
+        snapshot = served.swap(open_searchable(tmp_path / "index"))
+        assert snapshot.index.summary() == {"generation": 1, "segments": 2, "documents": 29, "deleted_documents": 1}
+        top, _ = old.search(query, 30, "exact")
+        assert "s1" in old.index.external_ids(top.doc_numbers) and len(top.doc_numbers) <= 20
+    ids = ranked(served, query, 30, "exact")[0]
+    assert "s1" not in ids and "s25" in ids
+
+
+def test_changes_to_uncommitted_segments_commit_and_roll_back(tmp_path):
+    """A replace or delete of a document that is only in a segment written since the last commit."""
+    rng = np.random.default_rng(9)
+    build_plain(tmp_path / "index", [random_document(rng, f"u{i}", False) for i in range(10)])
+    with IndexWriter(tmp_path / "index", memory_budget_mb=0) as writer:  # budget 0: every add cuts a segment
+        writer.add([random_document(rng, "x1", False), random_document(rng, "x2", False)])
+        writer.add([random_document(rng, "x1", False)], replace=True)
+        assert writer.delete(["x2", "u3"]) == []
+        writer.rollback()
+        assert not writer.has_changes
+        writer.add([random_document(rng, "x1", False), random_document(rng, "x2", False)])
+        writer.add([random_document(rng, "x1", False)], replace=True)
+        writer.delete(["x2", "u3"])
+        writer.commit()
+    generation = open_generation(tmp_path / "index")
+    ids = [i for s in generation.segments for i, dead in zip(
+        s.index.external_ids(np.arange(s.num_slots)), s.deleted_mask if s.deleted_mask is not None
+        else np.zeros(s.num_slots, bool)) if not dead]
+    assert sorted(ids) == sorted([f"u{i}" for i in range(10) if i != 3] + ["x1"])
+    assert generation.num_documents == 10
