@@ -491,6 +491,21 @@ class MetadataField:
             self.values = index.part_array(PART, f"{stem}.values.npy", dtype, num_documents)
             self.present = index.part_array(PART, f"{stem}.present.npy", np.bool_, num_documents)
 
+    def value(self, doc: int) -> Any:
+        """One document's value (None: no value)."""
+        if self.type == KEYWORD:
+            code = int(self.codes[doc])
+            return None if code < 0 else self.dictionary.table.get(code)
+        if self.type == KEYWORD_LIST:
+            codes = self.codes[int(self.offsets[doc]):int(self.offsets[doc + 1])]
+            return [self.dictionary.table.get(int(c)) for c in codes] or None
+        if self.type == BOOLEAN:
+            flag = int(self.values[doc])
+            return None if flag < 0 else bool(flag)
+        if not self.present[doc]:
+            return None
+        return int(self.values[doc]) if self.type == INTEGER else float(self.values[doc])
+
     def rows(self) -> np.ndarray:
         """keyword_list: the document number of each stored value (derived once, 4 bytes a value)."""
         if self._rows is None:
@@ -518,6 +533,16 @@ class Metadata:
         self.fields = {name: MetadataField(index, name, field, index.num_documents)
                        for name, field in params.get("fields", {}).items()}
         self.schema = {name: field.type for name, field in self.fields.items()}
+
+    def document(self, doc_number: int) -> dict[str, Any]:
+        """The indexed metadata of one document as JSON values (fields without a value left out): what a merge
+        of segments feeds back into a MetadataWriter."""
+        out: dict[str, Any] = {}
+        for name, field in self.fields.items():
+            value = field.value(int(doc_number))
+            if value is not None:
+                out[name] = value
+        return out
 
 
 _OPENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
