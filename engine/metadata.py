@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.arrays import create_array, load_array
+from engine.arrays import create_array
 from engine.errors import EngineError, IndexFormatError, InvalidQueryError
 from engine.manifest import PartInfo
 from engine.string_table import StringTable, StringTableWriter
@@ -492,7 +492,7 @@ class MetadataField:
             self.present = index.part_array(PART, f"{stem}.present.npy", np.bool_, num_documents)
 
     def value(self, doc: int) -> Any:
-        """One document's value, as it was written (None: missing); what a merge copies into its segment."""
+        """One document's value (None: no value)."""
         if self.type == KEYWORD:
             code = int(self.codes[doc])
             return None if code < 0 else self.dictionary.table.get(code)
@@ -534,10 +534,15 @@ class Metadata:
                        for name, field in params.get("fields", {}).items()}
         self.schema = {name: field.type for name, field in self.fields.items()}
 
-    def document(self, doc: int) -> dict[str, Any]:
-        """One document's metadata {field: value} (missing fields left out)."""
-        values = {name: field.value(doc) for name, field in self.fields.items()}
-        return {name: value for name, value in values.items() if value is not None}
+    def document(self, doc_number: int) -> dict[str, Any]:
+        """The indexed metadata of one document as JSON values (fields without a value left out): what a merge
+        of segments feeds back into a MetadataWriter."""
+        out: dict[str, Any] = {}
+        for name, field in self.fields.items():
+            value = field.value(int(doc_number))
+            if value is not None:
+                out[name] = value
+        return out
 
 
 _OPENED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

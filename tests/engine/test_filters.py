@@ -220,3 +220,15 @@ def test_numbers_beyond_int64_and_float64_compare_without_errors(indexed):
     assert np.array_equal(filters.mask(filters.parse({"score": {"lt": huge, "gt": -huge}}), index), has_score)
     assert not filters.mask(filters.parse({"year": {"in": [huge, -huge]}}), index).any()
     assert np.array_equal(filters.mask(filters.parse({"year": {"lte": huge, "gte": -1e300}}), index), has_year)
+
+
+def test_each_document_reads_back_as_written(indexed):
+    """What a merge of segments needs: every document's indexed metadata, as the JSON it came from."""
+    index, metadata = indexed
+    opened = md.metadata_of(index)
+    for doc_number, doc in enumerate(metadata):
+        want = {name: value for name, value in (doc or {}).items() if value not in (None, [])}
+        got = opened.document(doc_number)
+        assert got == want, doc_number
+        python_type = {"keyword": str, "integer": int, "float": float, "boolean": bool, "keyword_list": list}
+        assert all(type(got[name]) is python_type[opened.schema[name]] for name in got), doc_number

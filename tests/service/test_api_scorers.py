@@ -21,7 +21,8 @@ async def test_info_lists_the_scorers(in_process):
     assert info["scorers"]["available"] == ["exact", "exact-blocked"]
     assert info["scorers"]["details"]["exact"]["safe"] is True
     assert info["scorers"]["details"]["exact-blocked"]["safe"] is True and info["scorers"]["configs"] == {}
-    assert info["index"]["default_scorer"] == "exact" and list(info["index"]["parts"]) == ["bm25"]
+    # every build carries the BM25 field and the metadata part (docs/filters.md)
+    assert info["index"]["default_scorer"] == "exact" and list(info["index"]["parts"]) == ["bm25", "metadata"]
 
 
 async def test_a_request_may_name_the_scorer(in_process, searcher, scifact_queries):
