@@ -157,3 +157,30 @@ def test_a_damaged_generation_is_refused_and_the_old_one_keeps_serving(default_m
     assert reply.status_code == 200 and reply.json()["last_outcome"] == "unchanged"  # same broken content
     assert unauthorized.status_code == 401
     assert 'splade_index_reloads_total{outcome="refused"} 1.0' in metrics
+
+
+def test_a_commit_with_a_damaged_segment_is_refused_by_admin_reload(default_model_dir, tmp_path):
+    """A segmented index: a new commit whose new segment file is corrupted is refused (409 naming the file);
+    the previous generation keeps answering."""
+    collection = Collection(default_model_dir, seed=6)
+    served = tmp_path / "index"
+    collection.build(served)
+    body = {"vector": collection.query_vector, "k": 5}
+    env = {"SPLADE_API_KEY": KEY, "SPLADE_RELOAD_POLL_S": "0"}  # no watcher: the reload is asked for
+    with running_service(default_model_dir, served, extra_env=env) as base_url:
+        collection.commit_generation(served)
+        assert httpx.post(f"{base_url}/admin/reload", headers=AUTH, timeout=60).json()["last_outcome"] == "swapped"
+        before = httpx.post(f"{base_url}/search", json=body, headers=AUTH, timeout=30).json()
+        existing = set((served / "segments").iterdir())
+        collection.commit_generation(served)
+        [new_segment] = set((served / "segments").iterdir()) - existing
+        _corrupt(new_segment / "doc_numbers.npy")
+        refused = httpx.post(f"{base_url}/admin/reload", headers=AUTH, timeout=60)
+        after = httpx.post(f"{base_url}/search", json=body, headers=AUTH, timeout=30).json()
+        status = lifecycle(base_url)
+
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["type"] == "reload_refused"
+    assert "doc_numbers.npy" in refused.json()["error"]["message"]
+    assert after["generation"] == before["generation"] == 1 and after["hits"] == before["hits"]
+    assert status["refusals"] == 1 and status["segments"] >= 2
