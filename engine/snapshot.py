@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from engine import scorers
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
@@ -70,11 +72,12 @@ class Snapshot:
         return scratch
 
     def search(self, query: SparseQuery, k: int, scorer: str | None = None,
-               options: Mapping[str, Any] | None = None) -> tuple[TopK, str]:
-        """The top-k and the name it was served by (the scorer or configuration asked for, or the default)."""
+               options: Mapping[str, Any] | None = None, allowed: np.ndarray | None = None) -> tuple[TopK, str]:
+        """The top-k among the documents `allowed` lets through (None: all), and the name it was served by (the
+        scorer or configuration asked for, or the default)."""
         name = scorer or self.default_scorer
         bound = self.scorer(name)
-        return bound.search(query, k, self.scratch(bound), self.options(name, options)), name
+        return bound.search(query, k, self.scratch(bound), self.options(name, options), allowed), name
 
     @contextlib.contextmanager
     def retained(self) -> Iterator[Snapshot]:

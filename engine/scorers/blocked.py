@@ -15,6 +15,7 @@ from engine.kernels.blocked_exact import (DEFAULT_RANGE_SIZE, MAX_LOCAL_RANGE_SI
                                           prepare_ranges, score_blocked)
 from engine.manifest import PartInfo
 from engine.query import SparseQuery
+from engine.scorers import masking
 from engine.scorers.base import Scorer, TopK
 
 PART = "blocked_exact"
@@ -59,10 +60,15 @@ class BlockedExactScorer(Scorer):
     def new_scratch(self) -> np.ndarray:
         return np.zeros(self.range_size, dtype=np.float32)  # all zeros between searches
 
-    def search(self, query: SparseQuery, k: int, scratch: np.ndarray, options: Mapping[str, Any]) -> TopK:
+    def search(self, query: SparseQuery, k: int, scratch: np.ndarray, options: Mapping[str, Any],
+               allowed: np.ndarray | None = None) -> TopK:
         index = self.index
+        allowed = masking.checked(allowed, index.num_documents)
+        selected = masking.selected_documents(index.offsets, query, allowed)
+        if selected is not None:
+            return TopK(*masking.score_documents(index, query, k, selected))
         docs, scores, postings = score_blocked(self.doc_numbers, index.impacts, self.range_starts,
                                                np.int64(self.range_size), np.int64(index.num_documents),
                                                query.term_ids, query.weights, np.float32(index.scale), int(k),
-                                               scratch)
+                                               scratch, masking.kernel_mask(allowed))
         return TopK(docs, scores, {"postings_traversed": int(postings)})
