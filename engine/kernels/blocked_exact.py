@@ -20,9 +20,9 @@ Two measured refinements (docs/index.md, "Faster exact scoring"):
   `local_doc_numbers()`): a range holds at most 65,536 documents, so the low 16 bits of a document number minus
   those of the range's first document (mod 2^16) is its place in the range. The posting loop then streams 3 bytes
   a posting instead of 5;
-- the dense scan first takes the maximum of each chunk of SCAN_CHUNK scores (a loop LLVM vectorizes) and looks
-  at the chunk's scores one by one only when that maximum beats the current k-th best: the same comparisons on
-  the same scores in the same order, skipped only where none of them could succeed.
+- for k <= CHUNKED_SCAN_MAX_K the dense scan first takes the maximum of each chunk of SCAN_CHUNK scores and
+  looks at the chunk's scores one by one only when that maximum beats the current k-th best: the same
+  comparisons on the same scores in the same order, skipped only where none of them could succeed.
 """
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ MAX_RANGE_SIZE = 1 << 22
 SPARSE_FRACTION = 8
 # Scores per chunk of the dense scan whose maximum is compared first (64 measured at least as fast as 256).
 SCAN_CHUNK = 64
+# Above this k the k-th best stays low for long, most chunks pass the first test and the two passes cost more
+# than they save: measured slower at k=1000 (docs/index.md), so larger k scans score by score as before.
+CHUNKED_SCAN_MAX_K = 100
 # Ranges of at most this many documents can be walked with 16-bit local document numbers.
 MAX_LOCAL_RANGE_SIZE = 1 << 16
 
@@ -159,13 +162,15 @@ def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents,
             threshold = heap_scores[0] if size == k else np.float32(0)
         else:
             # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test.
-            for start in range(0, width, SCAN_CHUNK):
-                end = min(start + SCAN_CHUNK, width)
-                best = np.float32(0)
-                for local in range(start, end):
-                    best = max(best, acc[local])
-                if best <= threshold:
-                    continue  # no score of the chunk passes the test below
+            chunk = SCAN_CHUNK if k <= CHUNKED_SCAN_MAX_K else width
+            for start in range(0, width, chunk):
+                end = min(start + chunk, width)
+                if chunk < width:
+                    best = np.float32(0)
+                    for local in range(start, end):
+                        best = max(best, acc[local])
+                    if best <= threshold:
+                        continue  # no score of the chunk passes the test below
                 for local in range(start, end):
                     score = acc[local]
                     if score > threshold and (not masked or allowed[local + base]):
