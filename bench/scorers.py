@@ -1,8 +1,9 @@
 """Scorer benchmark: in one process and one run, query by query interleaved, the exact oracle (`score_exact`),
-the cache-blocked exact scorer, the approximate scorers (pruned rescoring; optionally clustered blocks) at a few
-configurations and Seismic (`pyseismic-lsr`, the `bench` extra; imported only here). k=10 and k=1000; mean /
-p50 / p99 ms, recall@k against the FLOAT exact ranking (no quantization), build time, index size, resident
-memory. Ratios are printed against score_exact and against Seismic's fastest configuration with R@10 >= 0.99.
+the cache-blocked exact scorer (with and without its 16-bit part), the approximate scorers (pruned rescoring;
+optionally clustered blocks) at a few configurations and Seismic (`pyseismic-lsr`, the `bench` extra; imported
+only here). k=10 and k=1000; mean / p50 / p99 ms, recall@k against the FLOAT exact ranking (no quantization),
+build time, index size, resident memory. Engines run in a fresh random order for every query. Ratios are printed
+against score_exact and against Seismic's fastest configuration with R@10 >= 0.99.
 
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M          # real-like set (synth_calibrated.py)
     python bench/scorers.py --synthetic light heavy --docs 1000000          # the project's generators
@@ -29,7 +30,7 @@ sys.path[:] = [str(REPO_ROOT)] + [p for p in sys.path if Path(p or ".").resolve(
 from bench.synthetic_collection import VOCAB_SIZE, Collection, generate, load_calibrated  # noqa: E402
 from engine.kernels import blocked_exact, clustered, pruned_rescore  # noqa: E402
 from index_builder.csr_index import build_index_from_csr  # noqa: E402
-from index_builder.index_format import open_index  # noqa: E402
+from engine.index_format import open_index  # noqa: E402
 
 from engine.kernels.exact import score_exact  # noqa: E402
 
@@ -124,6 +125,7 @@ def bench_collection(name: str, collection: Collection, args, workdir: Path) -> 
     accumulator = np.zeros(n, dtype=np.float32)
     engines["score_exact"] = (lambda i, k: score_exact(offsets, docs, impacts, *queries[i], scale, k,
                                                        accumulator)[0], {"bytes": exact_bytes})
+    local_docs = None
     for range_size in args.range_sizes:
         before, t0 = rss_mb(), time.perf_counter()
         ranges = blocked_exact.prepare_ranges(offsets, docs, n, range_size)
@@ -133,7 +135,21 @@ def bench_collection(name: str, collection: Collection, args, workdir: Path) -> 
         engines[f"blocked R={range_size}"] = (
             lambda i, k, ranges=ranges, acc=slice_acc, r=range_size:
             blocked_exact.score_blocked(docs, impacts, ranges, r, n, *queries[i], scale, k, acc)[0], info)
+        if range_size <= blocked_exact.MAX_LOCAL_RANGE_SIZE:  # with the 16-bit part (`add-parts exact-blocked`)
+            if local_docs is None:
+                local_docs = blocked_exact.local_doc_numbers(docs)
+            info16 = {**info, "bytes": info["bytes"] + local_docs.nbytes}
+            engines[f"blocked16 R={range_size}"] = (
+                lambda i, k, ranges=ranges, acc=np.zeros_like(slice_acc), r=range_size:
+                blocked_exact.score_blocked(local_docs, impacts, ranges, r, n, *queries[i], scale, k, acc)[0],
+                info16)
 
+    if not args.exact_only:
+        add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection)
+    return run_interleaved(row, engines, queries, reference, args)
+
+
+def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection) -> None:
     before, t0 = rss_mb(), time.perf_counter()
     pruned = pruned_rescore.build_pruned(offsets, docs, impacts, n, n_postings=args.n_postings)
     info = {"build_s": time.perf_counter() - t0, "bytes": pruned.nbytes(), "rss_mb": rss_mb() - before,
@@ -170,15 +186,21 @@ def bench_collection(name: str, collection: Collection, args, workdir: Path) -> 
             engines[f"seismic qc={qc} hf={hf}"] = (
                 lambda i, k, qc=qc, hf=hf: seismic.search(prepared[i], k, qc, hf), info)
 
+
+
+def run_interleaved(row: dict, engines: dict, queries, reference, args) -> dict:
     for k in args.k:
         names = [e for e in engines if not e.startswith("pruned") or e.endswith(f"k={k}")]
         for e in names:  # JIT compilation and page warm-up, not timed
             for i in range(min(5, len(queries))):
                 engines[e][0](i, k)
         times = {e: [] for e in names}
+        order = np.random.default_rng(k)
         results = {e: [] for e in names}
         for i in range(len(queries)):
-            for e in names:
+            # A fresh random order per query: an engine that runs right after another reading the same postings
+            # finds them in cache, so a fixed (or merely alternating) order favours some engines.
+            for e in [names[j] for j in order.permutation(len(names))]:
                 t0 = time.perf_counter()
                 found = engines[e][0](i, k)
                 times[e].append(time.perf_counter() - t0)
@@ -225,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-size", type=int, default=clustered.DEFAULT_BLOCK_SIZE)
     parser.add_argument("--summary-terms", type=int, default=clustered.DEFAULT_SUMMARY_TERMS)
     parser.add_argument("--no-seismic", dest="seismic", action="store_false")
+    parser.add_argument("--exact-only", action="store_true", help="only the exact scorers (no approximate builds)")
     parser.add_argument("--seismic-n-postings", type=int, default=2000)
     parser.add_argument("--seismic-threads", type=int, default=2)
     parser.add_argument("--out", help="write the results as JSON here")

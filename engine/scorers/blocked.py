@@ -1,17 +1,40 @@
 """`exact-blocked`: the exact top-k, bit for bit, with the accumulator cut into L2-sized document ranges
-(engine/kernels/blocked_exact.py). Needs no index part: the range table is derived when the scorer is bound."""
+(engine/kernels/blocked_exact.py). Needs no index part: the range table is derived when the scorer is bound.
+An optional part (`add-parts --scorer exact-blocked`) stores the low 16 bits of every document number; when the
+index has it, the posting loop streams 3 bytes a posting instead of 5 (measured faster, docs/index.md)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.index_format import InvertedIndex
-from engine.kernels.blocked_exact import DEFAULT_RANGE_SIZE, prepare_ranges, score_blocked
+from engine.index_format import InvertedIndex, PartWriter
+from engine.kernels.blocked_exact import (DEFAULT_RANGE_SIZE, MAX_LOCAL_RANGE_SIZE, local_doc_numbers,
+                                          prepare_ranges, score_blocked)
+from engine.manifest import PartInfo
 from engine.query import SparseQuery
 from engine.scorers import masking
 from engine.scorers.base import Scorer, TopK
+
+PART = "blocked_exact"
+PART_VERSION = 1
+LOCAL_DOCS_FILE = f"{PART}.local_doc_numbers.npy"
+# Postings converted per write: 4M x 2 bytes, so the part's build holds 8 MB beyond the mapped index.
+WRITE_CHUNK = 1 << 22
+
+
+def write_part(index: InvertedIndex, staged: Path) -> tuple[str, PartInfo]:
+    """uint16 [postings]: each posting's document number mod 2^16, in the index's posting order."""
+    path = staged / LOCAL_DOCS_FILE
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint16)), "fortran_order": False,
+              "shape": (index.num_postings,)}
+    with open(path, "wb") as out:  # plain sequential writes, as the builder's: nothing mapped for writing
+        np.lib.format.write_array_header_1_0(out, header)
+        for lo in range(0, index.num_postings, WRITE_CHUNK):
+            out.write(local_doc_numbers(index.doc_numbers[lo:lo + WRITE_CHUNK]).tobytes())
+    return PART, PartInfo(version=PART_VERSION, files=[LOCAL_DOCS_FILE], params={"bits": 16})
 
 
 class BlockedExactScorer(Scorer):
@@ -24,6 +47,15 @@ class BlockedExactScorer(Scorer):
         super().__init__(index)
         self.range_size = int(min(range_size, max(index.num_documents, 1024)))
         self.range_starts = prepare_ranges(index.offsets, index.doc_numbers, index.num_documents, self.range_size)
+        self.doc_numbers = index.doc_numbers
+        if PART in index.parts and self.range_size <= MAX_LOCAL_RANGE_SIZE:
+            self.doc_numbers = index.part_array(PART, LOCAL_DOCS_FILE, np.uint16, index.num_postings)
+
+    @classmethod
+    def part_writers(cls, params: Mapping[str, Any] | None = None) -> list[PartWriter]:
+        if params:
+            raise ValueError(f"{PART}: takes no build parameters, got {sorted(params)}")
+        return [write_part]
 
     def new_scratch(self) -> np.ndarray:
         return np.zeros(self.range_size, dtype=np.float32)  # all zeros between searches
@@ -35,7 +67,7 @@ class BlockedExactScorer(Scorer):
         selected = masking.selected_documents(index.offsets, query, allowed)
         if selected is not None:
             return TopK(*masking.score_documents(index, query, k, selected))
-        docs, scores, postings = score_blocked(index.doc_numbers, index.impacts, self.range_starts,
+        docs, scores, postings = score_blocked(self.doc_numbers, index.impacts, self.range_starts,
                                                np.int64(self.range_size), np.int64(index.num_documents),
                                                query.term_ids, query.weights, np.float32(index.scale), int(k),
                                                scratch, masking.kernel_mask(allowed))

@@ -1,5 +1,6 @@
 """The cache-blocked exact scorer against the exact oracle and a brute-force numpy reference: bit for bit
-(document numbers AND float32 score bits) on random, heavy-tailed and tie-heavy data."""
+(document numbers AND float32 score bits) on random, heavy-tailed and tie-heavy data, walking the index's uint32
+document numbers and their 16-bit local form (the `blocked_exact` part) alike."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,18 +9,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection, invert
 
-from engine.kernels.blocked_exact import MIN_RANGE_SIZE, prepare_ranges, score_blocked
+from engine.kernels.blocked_exact import MIN_RANGE_SIZE, local_doc_numbers, prepare_ranges, score_blocked
 
 from engine.kernels.exact import score_exact
+from engine.query import SparseQuery
 
 
 def blocked(c, term_ids, weights, k, range_size=MIN_RANGE_SIZE, ranges=None):
     ranges = prepare_ranges(c.offsets, c.doc_numbers, c.num_documents, range_size) if ranges is None else ranges
-    accumulator = np.zeros(min(range_size, c.num_documents), dtype=np.float32)
-    result = score_blocked(c.doc_numbers, c.impacts, ranges, range_size, c.num_documents,
-                           np.asarray(term_ids, np.int32), np.asarray(weights, np.float32), c.scale, k, accumulator)
-    assert not accumulator.any(), "the accumulator must be left all zeros"
-    return result
+    results = []
+    for docs in (c.doc_numbers, local_doc_numbers(c.doc_numbers)):  # both forms, every time
+        accumulator = np.zeros(min(range_size, c.num_documents), dtype=np.float32)
+        results.append(score_blocked(docs, c.impacts, ranges, range_size, c.num_documents,
+                                     np.asarray(term_ids, np.int32), np.asarray(weights, np.float32), c.scale, k,
+                                     accumulator))
+        assert not accumulator.any(), "the accumulator must be left all zeros"
+    assert_bitwise_equal(results[1], results[0])
+    return results[0]
 
 
 def oracle(c, term_ids, weights, k):
@@ -118,3 +124,56 @@ def test_range_size_limits_are_enforced():
     c = collection("random", num_documents=100, seed=4)
     with pytest.raises(ValueError, match="range_size must be in"):
         prepare_ranges(c.offsets, c.doc_numbers, c.num_documents, 10)
+
+
+@pytest.mark.parametrize("range_size", [32768, 40000, 65536])
+def test_local_doc_numbers_wrap_past_65536_documents(range_size):
+    """200,000 documents: the 16-bit local numbers wrap three times, inside ranges and (40,000) across them."""
+    rng = np.random.default_rng(5)
+    num_documents, vocab = 200_000, 50
+    doc_of = rng.integers(0, num_documents, size=400_000)
+    term_of = np.minimum(rng.zipf(1.3, size=doc_of.size) - 1, vocab - 1)
+    keys = np.unique(doc_of * vocab + term_of)
+    offsets, doc_numbers, impacts = invert(keys // vocab, keys % vocab, rng.integers(1, 256, size=keys.size), vocab)
+
+    class C:
+        pass
+    c = C()
+    c.offsets, c.doc_numbers, c.impacts, c.num_documents, c.scale = offsets, doc_numbers, impacts, num_documents, \
+        np.float32(0.011)
+    local = local_doc_numbers(doc_numbers)
+    assert local.dtype == np.uint16 and np.array_equal(local, doc_numbers % 65536)
+    for seed in range(6):
+        term_ids = np.random.default_rng(seed).choice(vocab, size=12, replace=False).astype(np.int32)
+        weights = np.random.default_rng(seed).lognormal(0, 1, size=12).astype(np.float32)
+        for k in (10, 1000):
+            assert_bitwise_equal(blocked(c, term_ids, weights, k, range_size=range_size),
+                                 oracle(c, term_ids, weights, k))
+
+
+def test_the_scorer_walks_the_16_bit_part_once_the_index_has_it(tmp_path):
+    from engine.index_format import add_parts, open_index
+    from engine.scorers import BlockedExactScorer, ExactScorer
+    from index_builder.csr_index import build_index_from_csr
+    from tests.support.oracle import zipf_collection
+
+    matrix = zipf_collection(np.random.default_rng(6), 3000, 800, 30)
+    out = tmp_path / "index"
+    build_index_from_csr(out, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
+    assert BlockedExactScorer.for_index(open_index(out)).doc_numbers.dtype == np.uint32  # no part: the index's
+    with pytest.raises(ValueError, match="takes no build parameters"):
+        BlockedExactScorer.part_writers({"bits": 8})
+    add_parts(out, BlockedExactScorer.part_writers())
+    index = open_index(out, verify_checksums=True)
+    assert index.parts["blocked_exact"].params == {"bits": 16}
+    blocked_scorer, exact_scorer = BlockedExactScorer.for_index(index), ExactScorer.for_index(index)
+    assert blocked_scorer.doc_numbers.dtype == np.uint16
+    assert np.array_equal(blocked_scorer.doc_numbers, index.doc_numbers % 65536)
+    scratch, exact_scratch = blocked_scorer.new_scratch(), exact_scorer.new_scratch()
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        terms = np.unique(rng.integers(0, matrix.shape[1], size=25)).astype(np.int32)
+        query = SparseQuery(terms, rng.lognormal(0, 0.5, size=terms.size).astype(np.float32))
+        got, want = blocked_scorer.search(query, 10, scratch, {}), exact_scorer.search(query, 10, exact_scratch, {})
+        assert got.doc_numbers.tolist() == want.doc_numbers.tolist()
+        assert got.scores.tobytes() == want.scores.tobytes()

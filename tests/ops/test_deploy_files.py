@@ -128,6 +128,8 @@ def test_dashboard_shows_everything_the_issue_asks_for():
     assert any("splade_model_info" in e.expr and "{{provider}}" in e.legend for e in exprs)
     for metric in ("splade_encoder_batch_size", "splade_query_terms", "splade_postings_traversed"):
         assert any(f"{metric}_bucket" in e.expr for e in exprs), metric
+    # The online recall monitor (issue 10): the approximate scorer's recall@k, per scorer.
+    assert any("splade_recall_at_k" in e.expr and "{{scorer}}" in e.legend for e in exprs)
 
 
 def test_provisioning_points_at_the_dashboard_and_prometheus():

@@ -2,13 +2,16 @@
 
 Searches go to the service; Prometheus, configured from deploy/prometheus/prometheus.yml, scrapes it every
 second; then every expression of the Grafana dashboard and histogram_quantile(0.99, ...) of each stage are
-asked of Prometheus's HTTP API and must return data.
+asked of Prometheus's HTTP API and must return data. The service serves an approximate scorer (`pruned-rescore`,
+its part added to a copy of the small index) with the recall monitor sampling every answer, so the recall panel's
+gauge `splade_recall_at_k` has data too.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,6 +22,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.index_format import add_parts
+from engine.scorers import PrunedRescoreScorer
 from tests.ops.dashboard import GRAFANA_VARIABLES, expressions, load_dashboard, metric_names
 from tests.ops.prometheus import running_prometheus
 from tests.support.server import running_service
@@ -70,6 +75,19 @@ def background_traffic(base_url: str, queries: list[str]):
         thread.join(timeout=30)
 
 
+def approximate_index(small_index_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the session's small index with the `pruned-rescore` part (static pruning active: 30 postings a
+    term on 300 documents), so the service answers with an approximate scorer the recall monitor samples."""
+    copy = tmp_path / "approximate-index"
+    shutil.copytree(small_index_dir, copy)
+    add_parts(copy, PrunedRescoreScorer.part_writers({"n_postings": 30}))
+    return copy
+
+
+# Every answer of the approximate scorer is re-scored exactly: the recall gauge exists from the first search.
+RECALL_MONITOR_ENV = {"SPLADE_SCORER": "pruned-rescore", "SPLADE_RECALL_SAMPLE_RATE": "1.0"}
+
+
 def values(data: dict) -> list[float]:
     if data["resultType"] == "vector":
         return [float(sample["value"][1]) for sample in data["result"]]
@@ -94,7 +112,8 @@ def test_prometheus_scrapes_the_service_and_answers_every_dashboard_query(
     default_model_dir, small_index_dir, scifact_dir, tmp_path
 ):
     dashboard_exprs = expressions(load_dashboard())
-    with running_service(default_model_dir, small_index_dir) as base_url:
+    index_dir = approximate_index(small_index_dir, tmp_path)
+    with running_service(default_model_dir, index_dir, extra_env=RECALL_MONITOR_ENV) as base_url:
         port = base_url.rsplit(":", 1)[1]
         # The image's health check, run for real against the ready service.
         health = subprocess.run([sys.executable, "deploy/docker/healthcheck.py"], cwd=REPO_ROOT,
@@ -111,10 +130,6 @@ def test_prometheus_scrapes_the_service_and_answers_every_dashboard_query(
             while time.monotonic() - started < 3:  # traffic across several scrapes, so rates are non-zero
                 send_traffic(base_url, queries[:10])
             send_traffic(base_url, queries[10:])
-
-            exposition = httpx.get(f"{base_url}/metrics", timeout=10).text
-            exported = {sample.name for family in text_string_to_metric_families(exposition)
-                        for sample in family.samples}
 
             def stage_quantiles_have_data():
                 for stage in STAGES:
@@ -134,6 +149,10 @@ def test_prometheus_scrapes_the_service_and_answers_every_dashboard_query(
                 wait_for(dashboard_queries_have_data, 30, "every dashboard query")
 
             scraped = prometheus.metric_names()
+            # After the waits: the recall gauge appears once the monitor has re-scored its first sample.
+            exposition = httpx.get(f"{base_url}/metrics", timeout=10).text
+            exported = {sample.name for family in text_string_to_metric_families(exposition)
+                        for sample in family.samples}
 
     used = set().union(*(metric_names(e.expr) for e in dashboard_exprs))
     assert used, "the dashboard queries no metric"
@@ -141,3 +160,6 @@ def test_prometheus_scrapes_the_service_and_answers_every_dashboard_query(
         assert name in exported, f"the dashboard uses {name}, which the service's /metrics does not export"
         assert name in scraped, f"{name} was not scraped by Prometheus"
     assert "up" in scraped
+    recall = [s for family in text_string_to_metric_families(exposition) for s in family.samples
+              if s.name == "splade_recall_at_k"]
+    assert [s.labels for s in recall] == [{"scorer": "pruned-rescore"}] and 0 < recall[0].value <= 1, recall

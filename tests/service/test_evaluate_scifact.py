@@ -113,3 +113,44 @@ def test_every_mode_in_one_run_bm25_reference_and_hybrid_beats_both(scifact_vect
     assert abs(ndcg["splade"] - 0.6436) <= TOLERANCE, ndcg
     assert ndcg["hybrid"] > max(ndcg["splade"], ndcg["bm25"]), ndcg
     assert all(row["score_ms_p50"] > 0 for row in figures["modes"])
+
+
+def write_train_queries(scifact_dir, out):
+    """SciFact's train queries (those judged in qrels/train.tsv) as a JSONL of {"_id", "text"}: tuning must not
+    see the test queries it is evaluated on."""
+    with open(scifact_dir / "qrels" / "train.tsv", encoding="utf-8") as qrels:
+        train_ids = {line.split("\t")[0] for line in qrels.read().splitlines()[1:] if line.strip()}
+    with open(scifact_dir / "queries.jsonl", encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
+        kept = [line for line in src if json.loads(line)["_id"] in train_ids]
+        dst.writelines(kept)
+    return out, len(kept)
+
+
+@pytest.mark.slow
+def test_tuned_approximate_scorer_keeps_ndcg_within_0005_of_exact(scifact_vectors, default_model_dir, scifact_dir,
+                                                                  tmp_path):
+    """Issue 10 acceptance: `pruned-rescore` tuned to recall@10 >= 0.99 on SciFact's TRAIN queries (static pruning
+    active: 1,000 postings a term) answers the 300 TEST queries with an nDCG@10 within 0.005 of the exact scorer's
+    on the same index, both through `python -m evaluation` (the Searcher) at k = 10."""
+    index_dir = build_from(scifact_vectors, default_model_dir, tmp_path / "full")
+    run_module("index_builder", "add-parts", "--index", str(index_dir), "--scorer", "pruned-rescore",
+               "--param", "n_postings=1000")
+    queries, count = write_train_queries(scifact_dir, tmp_path / "train.jsonl")
+    assert count > 700
+    run_module("index_builder", "tune", "--index", str(index_dir), "--model", str(default_model_dir),
+               "--queries", str(queries), "--scorer", "pruned-rescore", "--k", "10", "--target-recall", "0.99",
+               "--sample", "400")
+    manifest = open_index(index_dir).manifest
+    assert manifest["default_scorer"] == "recall99_k10"
+    tuned = manifest["configs"]["recall99_k10"]
+    assert tuned["scorer"] == "pruned-rescore" and tuned["measured_recall"] >= 0.99 - 0.02, tuned
+    # k = 10, the k the configuration was tuned for (its candidates would grow to k at a depth of 1000)
+    exact, _ = evaluate(index_dir, default_model_dir, scifact_dir, tmp_path, "--scorer", "exact", "--depth", "10")
+    approximate, _ = evaluate(index_dir, default_model_dir, scifact_dir, tmp_path, "--scorer", "recall99_k10",
+                              "--depth", "10")
+    assert exact["scorer"] == "exact" and approximate["scorer"] == "pruned-rescore", approximate["scorer"]
+    assert approximate["queries"] == exact["queries"] == 300
+    gap = approximate["metrics"]["nDCG@10"] - exact["metrics"]["nDCG@10"]
+    print(f"exact nDCG@10 {exact['metrics']['nDCG@10']:.4f}, recall99_k10 {approximate['metrics']['nDCG@10']:.4f} "
+          f"({tuned['options']}, held-out recall@10 {tuned['measured_recall']:.4f})")
+    assert abs(gap) <= TOLERANCE, (exact["metrics"], approximate["metrics"])
