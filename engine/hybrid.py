@@ -47,6 +47,9 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
 
     mode = check_mode(snapshot.index, options.mode or searcher.mode, text is not None)
     query = query_pruning.prune(query, options.query_weight_mass, options.query_weight_ratio)
+    if options.two_phase_ratio is not None and snapshot.passages is not None:
+        raise InvalidQueryError("two_phase_ratio", "two-phase rescoring is not available on a passage index "
+                                                   "(built with --passage-tokens)")
     if mode == "splade":
         return dataclasses.replace(_splade(searcher, snapshot, query, options), mode="splade")
     started = time.perf_counter()
@@ -65,9 +68,11 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     if options.two_phase_ratio is None:
         top, served_by = snapshot.search(query, depth, options.scorer, options.scorer_options)
         learned_docs, learned_scores, learned_stats = top.doc_numbers, top.scores, top.stats
+        passage_rows = getattr(top, "passage_rows", None)
     else:
         learned_docs, learned_scores, learned_stats, served_by = two_phase.search(
             snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options)
+        passage_rows = None
     lists = {"splade": fusion.Ranked(learned_docs, learned_scores)}
     docs, scores, postings = field.search(bm25_query, depth)
     lists["bm25"] = fusion.Ranked(docs, scores)
@@ -77,6 +82,11 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
                  lambda doc: searcher.contributions(snapshot.index, doc, query))
     for hit in hits if options.explain else ():
         hit.subqueries = {name: _subquery(ranks[name].get(hit.doc_number)) for name in lists}
+    if passage_rows is not None:  # passage index: the SPLADE passage of each hit SPLADE returned (BM25 is per document)
+        row_of = dict(zip(learned_docs.tolist(), passage_rows.tolist()))
+        for hit in hits:
+            if hit.doc_number in row_of:
+                hit.passage = snapshot.passages.passage(row_of[hit.doc_number])
     stats = {"postings_traversed": int(learned_stats.get("postings_traversed", 0)) + postings}
     return ScoredQuery(hits, served_by, stats, time.perf_counter() - started, "hybrid")
 

@@ -67,6 +67,7 @@ class Hit:
     text: str | None = None
     contributions: dict[str, float] | None = None
     subqueries: dict[str, dict] | None = None  # hybrid + explain: {"splade"|"bm25": {"score", "rank"}}
+    passage: dict[str, int] | None = None      # passage index: {"index", "start", "end"} (engine.passages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,9 +253,12 @@ class Searcher:
             raise InvalidQueryError("query", "weights must be finite and >= 0", 0)
         top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options)
         ids = index.external_ids(top.doc_numbers)
+        rows = getattr(top, "passage_rows", None)  # a passage index names the passage behind each hit
         hits = []
-        for doc, doc_id, score in zip(top.doc_numbers.tolist(), ids, top.scores.tolist()):
+        for i, (doc, doc_id, score) in enumerate(zip(top.doc_numbers.tolist(), ids, top.scores.tolist())):
             hit = Hit(doc, doc_id, score)
+            if rows is not None:
+                hit.passage = snapshot.passages.passage(int(rows[i]))
             if options.include_text:
                 stored = index.document(doc)
                 if stored is not None:

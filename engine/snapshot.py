@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from engine import scorers
+from engine import passages, scorers
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
 from engine.scorers.base import Scorer, TopK
@@ -22,6 +22,9 @@ class Snapshot:
     def __init__(self, index: InvertedIndex, default_scorer: str, generation: int = 0) -> None:
         scorers.resolve(default_scorer, index)  # fail now, not on the first request
         self.index = index
+        # A passage index (engine.passages): scorers see passage rows and `search` collapses them to documents.
+        self.passages = passages.map_of(index)
+        self.rows = index if self.passages is None else passages.rows_view(index, self.passages)
         self.default_scorer = default_scorer
         self.generation = generation
         self._bound: dict[str, Scorer] = {}
@@ -50,7 +53,7 @@ class Snapshot:
             with self._bind_lock:
                 bound = self._bound.get(cls.name)
                 if bound is None:
-                    bound = self._bound[cls.name] = cls.for_index(self.index)
+                    bound = self._bound[cls.name] = cls.for_index(self.rows)
         return bound
 
     def options(self, name: str | None = None, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -71,10 +74,17 @@ class Snapshot:
 
     def search(self, query: SparseQuery, k: int, scorer: str | None = None,
                options: Mapping[str, Any] | None = None) -> tuple[TopK, str]:
-        """The top-k and the name it was served by (the scorer or configuration asked for, or the default)."""
+        """The top-k and the name it was served by (the scorer or configuration asked for, or the default).
+
+        On a passage index the top-k is over documents (maximum over passages; a `passages.DocumentTopK` that
+        names each hit's passage row)."""
         name = scorer or self.default_scorer
         bound = self.scorer(name)
-        return bound.search(query, k, self.scratch(bound), self.options(name, options)), name
+        scratch, resolved = self.scratch(bound), self.options(name, options)
+        if self.passages is None:
+            return bound.search(query, k, scratch, resolved), name
+        return passages.top_documents(lambda depth: bound.search(query, depth, scratch, resolved), k,
+                                      self.passages), name
 
     @contextlib.contextmanager
     def retained(self) -> Iterator[Snapshot]:
