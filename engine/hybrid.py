@@ -78,15 +78,16 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     lists["bm25"] = fusion.Ranked(docs, scores)
     fused_docs, fused_scores = fusion.fuse(lists, spec, k)
     ranks = {name: fusion.ranks_of(ranked) for name, ranked in lists.items()} if options.explain else {}
+    # A passage index: SPLADE scored each document's best passage (its row); BM25 scored whole documents.
+    row_of = {} if passage_rows is None else dict(zip(learned_docs.tolist(), passage_rows.tolist()))
     hits = _hits(searcher, snapshot, fused_docs.tolist(), fused_scores.tolist(), options,
-                 lambda doc: searcher.contributions(snapshot.index, doc, query))
+                 lambda doc: searcher.contributions(snapshot.index, row_of.get(doc, doc), query)
+                 if passage_rows is None or doc in row_of else {})
     for hit in hits if options.explain else ():
         hit.subqueries = {name: _subquery(ranks[name].get(hit.doc_number)) for name in lists}
-    if passage_rows is not None:  # passage index: the SPLADE passage of each hit SPLADE returned (BM25 is per document)
-        row_of = dict(zip(learned_docs.tolist(), passage_rows.tolist()))
-        for hit in hits:
-            if hit.doc_number in row_of:
-                hit.passage = snapshot.passages.passage(row_of[hit.doc_number])
+    for hit in hits if row_of else ():
+        if hit.doc_number in row_of:  # a document only BM25 returned has no SPLADE passage
+            hit.passage = snapshot.passages.passage(row_of[hit.doc_number])
     stats = {"postings_traversed": int(learned_stats.get("postings_traversed", 0)) + postings}
     return ScoredQuery(hits, served_by, stats, time.perf_counter() - started, "hybrid")
 

@@ -263,8 +263,8 @@ class Searcher:
                 stored = index.document(doc)
                 if stored is not None:
                     hit.title, hit.text = stored.get("title", ""), stored.get("text", "")
-            if options.explain:
-                hit.contributions = self.contributions(index, doc, query)
+            if options.explain:  # the terms of what was scored: the document, or its passage
+                hit.contributions = self.contributions(index, doc if rows is None else int(rows[i]), query)
             hits.append(hit)
         return ScoredQuery(hits, served_by, dict(top.stats), time.perf_counter() - started)
 
