@@ -34,6 +34,7 @@ import numpy as np
 from engine.errors import IndexFormatError, InvalidQueryError
 from engine.index_format import InvertedIndex
 from engine.kernels.exact import score_exact
+from engine.kernels.selected import score_selected
 from engine.query import SparseQuery
 
 PART = "bm25"
@@ -153,13 +154,23 @@ class Bm25Field:
         ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         return SparseQuery(np.array([t for t, _ in ordered], np.int32), np.array([c for _, c in ordered], np.float32))
 
-    def search(self, query: SparseQuery, k: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """(document numbers, float32 scores, postings traversed) of the top-k."""
+    def search(self, query: SparseQuery, k: int, allowed: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+        """(document numbers, float32 scores, postings traversed) of the top-k among the documents `allowed`
+        lets through (None: all; see engine.scorers.masking)."""
+        from engine.scorers import masking
+        allowed = masking.checked(allowed, self.num_documents)
+        selected = masking.selected_documents(self.offsets, query, allowed)
+        if selected is not None:
+            docs, scores, _ = score_selected(self.offsets, self.doc_numbers, self.impacts, query.term_ids,
+                                             query.weights, np.float32(self.scale), int(k), selected)
+            return docs, scores, 0
         accumulator = getattr(self._local, "accumulator", None)
         if accumulator is None:
             accumulator = self._local.accumulator = np.zeros(self.num_documents, dtype=np.float32)
         docs, scores, postings = score_exact(self.offsets, self.doc_numbers, self.impacts, query.term_ids,
-                                             query.weights, np.float32(self.scale), int(k), accumulator)
+                                             query.weights, np.float32(self.scale), int(k), accumulator,
+                                             masking.kernel_mask(allowed))
         return docs, scores, int(postings)
 
     def contributions(self, doc_number: int, query: SparseQuery) -> dict[str, float]:

@@ -56,7 +56,7 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     field = bm25.field_of(snapshot.index)
     bm25_query = field.query(text)
     if mode == "bm25":
-        docs, scores, postings = field.search(bm25_query, _k(options.k))
+        docs, scores, postings = field.search(bm25_query, _k(options.k), options.allowed)
         hits = _hits(searcher, snapshot, docs.tolist(), scores.tolist(), options,
                      lambda doc: field.contributions(doc, bm25_query))
         return ScoredQuery(hits, "exact", {"postings_traversed": postings}, time.perf_counter() - started, "bm25")
@@ -66,15 +66,15 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     depth = fusion.retriever_depth(k, snapshot.index.num_documents)
     # The SPLADE list as arrays (no Hit objects or ids for the `depth` documents: that cost more than scoring).
     if options.two_phase_ratio is None:
-        top, served_by = snapshot.search(query, depth, options.scorer, options.scorer_options)
+        top, served_by = snapshot.search(query, depth, options.scorer, options.scorer_options, options.allowed)
         learned_docs, learned_scores, learned_stats = top.doc_numbers, top.scores, top.stats
         passage_rows = getattr(top, "passage_rows", None)
     else:
         learned_docs, learned_scores, learned_stats, served_by = two_phase.search(
-            snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options)
+            snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options, options.allowed)
         passage_rows = None
     lists = {"splade": fusion.Ranked(learned_docs, learned_scores)}
-    docs, scores, postings = field.search(bm25_query, depth)
+    docs, scores, postings = field.search(bm25_query, depth, options.allowed)
     lists["bm25"] = fusion.Ranked(docs, scores)
     fused_docs, fused_scores = fusion.fuse(lists, spec, k)
     ranks = {name: fusion.ranks_of(ranked) for name, ranked in lists.items()} if options.explain else {}
@@ -100,7 +100,7 @@ def _splade(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, options:
 
     started = time.perf_counter()
     docs, scores, stats, served_by = two_phase.search(snapshot, query, _k(options.k), options.two_phase_ratio,
-                                                  options.scorer, options.scorer_options)
+                                                  options.scorer, options.scorer_options, options.allowed)
     hits = _hits(searcher, snapshot, docs.tolist(), scores.tolist(), options,
                  lambda doc: searcher.contributions(snapshot.index, doc, query))
     return ScoredQuery(hits, served_by, stats, time.perf_counter() - started)

@@ -31,6 +31,7 @@ from engine.arrays import create_array
 from engine.errors import IndexFormatError
 from engine.index_format import InvertedIndex
 from engine.manifest import PartInfo
+from engine.scorers import masking
 from engine.scorers.base import TopK
 
 PART = "passages"
@@ -70,8 +71,9 @@ class PassageMap:
         return range(int(self.first[doc]), int(self.first[doc + 1]))
 
     def allowed_rows(self, allowed_documents: np.ndarray) -> np.ndarray:
-        """A document mask (length num_documents) as the row mask the scorers take (length num_passages)."""
-        return np.asarray(allowed_documents, dtype=bool)[self.document]
+        """A document mask (bool[num_documents], checked) as the row mask the scorers take (bool[num_passages]):
+        each passage is allowed when its document is."""
+        return masking.checked(allowed_documents, self.num_documents)[self.document]
 
 
 def has_passages(index: InvertedIndex) -> bool:

@@ -56,6 +56,7 @@ class SearchOptions:
     query_weight_mass: float | None = None   # engine.query_pruning: keep this share of the query's weight
     query_weight_ratio: float | None = None  # engine.query_pruning: drop terms below this ratio of the heaviest
     two_phase_ratio: float | None = None     # engine.two_phase: candidates from terms >= ratio x heaviest, rescored
+    allowed: np.ndarray | None = None        # bool[num_documents]: the documents a hit may be (filters, deletes)
 
 
 @dataclass(slots=True)
@@ -251,7 +252,7 @@ class Searcher:
             raise InvalidQueryError("query", f"term ids must be in [0, {index.vocab_size})", index.vocab_size)
         if not np.all(np.isfinite(query.weights)) or (len(query) and query.weights.min() < 0):
             raise InvalidQueryError("query", "weights must be finite and >= 0", 0)
-        top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options)
+        top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options, options.allowed)
         ids = index.external_ids(top.doc_numbers)
         rows = getattr(top, "passage_rows", None)  # a passage index names the passage behind each hit
         hits = []

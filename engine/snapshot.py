@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from engine import passages, scorers
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
@@ -73,17 +75,19 @@ class Snapshot:
         return scratch
 
     def search(self, query: SparseQuery, k: int, scorer: str | None = None,
-               options: Mapping[str, Any] | None = None) -> tuple[TopK, str]:
-        """The top-k and the name it was served by (the scorer or configuration asked for, or the default).
+               options: Mapping[str, Any] | None = None, allowed: np.ndarray | None = None) -> tuple[TopK, str]:
+        """The top-k among the documents `allowed` lets through (None: all), and the name it was served by (the
+        scorer or configuration asked for, or the default).
 
         On a passage index the top-k is over documents (maximum over passages; a `passages.DocumentTopK` that
-        names each hit's passage row)."""
+        names each hit's passage row); `allowed` is still over documents (each passage takes its document's)."""
         name = scorer or self.default_scorer
         bound = self.scorer(name)
         scratch, resolved = self.scratch(bound), self.options(name, options)
         if self.passages is None:
-            return bound.search(query, k, scratch, resolved), name
-        return passages.top_documents(lambda depth: bound.search(query, depth, scratch, resolved), k,
+            return bound.search(query, k, scratch, resolved, allowed), name
+        rows_allowed = None if allowed is None else self.passages.allowed_rows(allowed)
+        return passages.top_documents(lambda depth: bound.search(query, depth, scratch, resolved, rows_allowed), k,
                                       self.passages), name
 
     @contextlib.contextmanager

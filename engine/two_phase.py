@@ -68,11 +68,13 @@ def rescore(offsets, term_ids, impacts, query_terms, query_weights, scale, docs)
     return out
 
 
-def search(snapshot, query: SparseQuery, k: int, ratio: float, scorer: str | None, scorer_options):
-    """(TopK-like doc numbers int64, scores float32, stats) of the two-phase search."""
+def search(snapshot, query: SparseQuery, k: int, ratio: float, scorer: str | None, scorer_options,
+           allowed: np.ndarray | None = None):
+    """(TopK-like doc numbers int64, scores float32, stats) of the two-phase search; candidates come only from
+    the documents `allowed` lets through (None: all)."""
     index = snapshot.index
     heavy = prune(query, ratio=ratio)
-    top, served_by = snapshot.search(heavy, candidates(k, index.num_documents), scorer, scorer_options)
+    top, served_by = snapshot.search(heavy, candidates(k, index.num_documents), scorer, scorer_options, allowed)
     started = time.perf_counter()
     forward = forward_of(index)
     docs = np.ascontiguousarray(top.doc_numbers, dtype=np.int64)

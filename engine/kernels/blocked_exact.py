@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.kernels.exact import NO_MASK
 from engine.topk import offer, sift_down, sift_up, sorted_hits
 
 # 32K documents x 4 bytes = 128 KB of accumulator: a quarter of the 512 KB L2 of the AMD EPYC this was
@@ -62,12 +63,14 @@ def _range_starts(offsets, doc_numbers, ranges, range_size):
 
 @njit(nogil=True, cache=True)
 def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
-                  k, accumulator):
+                  k, accumulator, allowed=NO_MASK):
     """Top-k (document numbers int64, scores float32, postings traversed) of a query, equal to the oracle's.
 
     `accumulator` is float32[>= min(range_size, num_documents)], all zeros; it is left all zeros. Term ids
-    outside the vocabulary are ignored; k is capped at the number of documents.
+    outside the vocabulary are ignored; k is capped at the number of documents. `allowed`: bool[num_documents]
+    of the documents that may be returned, or empty for all (selection skips the others; see exact.py).
     """
+    masked = allowed.shape[0] > 0
     vocab_size = range_starts.shape[0]
     ranges = range_starts.shape[1] - 1
     scale32 = np.float32(scale)
@@ -124,13 +127,15 @@ def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents,
                     score = acc[local]
                     if score > 0:
                         acc[local] = 0
+                        if masked and not allowed[local + base]:
+                            continue
                         size = offer(heap_scores, heap_docs, size, k, score, local + base)
             threshold = heap_scores[0] if size == k else np.float32(0)
         else:
             # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test.
             for local in range(width):
                 score = acc[local]
-                if score > threshold:
+                if score > threshold and (not masked or allowed[local + base]):
                     if size < k:
                         heap_scores[size] = score
                         heap_docs[size] = local + base

@@ -19,15 +19,21 @@ from engine.topk import offer, sift_down, sift_up, sorted_hits
 
 # Below postings * SPARSE_FRACTION < documents, walking the postings again beats a full scan of the accumulator.
 SPARSE_FRACTION = 8
+# "No mask": an empty bool array, so that the kernel has one signature with and without a mask.
+NO_MASK = np.zeros(0, dtype=np.bool_)
 
 
 @njit(nogil=True, cache=True)
-def score_exact(offsets, doc_numbers, impacts, term_ids, term_weights, scale, k, accumulator):
+def score_exact(offsets, doc_numbers, impacts, term_ids, term_weights, scale, k, accumulator, allowed=NO_MASK):
     """Top-k (document numbers int64, scores float32, postings traversed) of a query; see the module doc.
 
     `accumulator` is float32[num_documents], all zeros; it is left all zeros. Term ids outside the vocabulary
-    are ignored (the Searcher rejects them earlier); k is capped at the number of documents.
+    are ignored (the Searcher rejects them earlier); k is capped at the number of documents. `allowed` is a
+    bool[num_documents] mask of the documents that may be returned, or empty (NO_MASK) for all of them: the
+    postings are still summed, only the selection skips what the mask excludes (so k hits come back whenever
+    k allowed documents score above 0).
     """
+    masked = allowed.shape[0] > 0
     num_docs = accumulator.shape[0]
     vocab_size = offsets.shape[0] - 1
     scale32 = np.float32(scale)
@@ -66,6 +72,8 @@ def score_exact(offsets, doc_numbers, impacts, term_ids, term_weights, scale, k,
                 score = accumulator[doc]
                 if score > 0:
                     accumulator[doc] = 0
+                    if masked and not allowed[doc]:
+                        continue
                     size = offer(heap_scores, heap_docs, size, k, score, np.int64(doc))
     else:
         # Full scan in document order: a later document never beats an equal score, so '>' against the
@@ -73,7 +81,7 @@ def score_exact(offsets, doc_numbers, impacts, term_ids, term_weights, scale, k,
         threshold = np.float32(0)
         for doc in range(num_docs):
             score = accumulator[doc]
-            if score > threshold:
+            if score > threshold and (not masked or allowed[doc]):
                 if size < k:
                     heap_scores[size] = score
                     heap_docs[size] = doc

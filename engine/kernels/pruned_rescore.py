@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.clustered import _exact_score, _top_postings, prefetch_rows
+from engine.kernels.exact import NO_MASK
 from engine.kernels.forward_index import build_forward
 from engine.topk import offer, sorted_hits
 
@@ -134,10 +135,14 @@ def search(index: PrunedIndex, term_ids: np.ndarray, term_weights: np.ndarray, s
 
 @njit(nogil=True, cache=True)
 def search_pruned(doc_offsets, forward_terms, forward_impacts, pruned_offsets, pruned_docs, pruned_impacts,
-                  term_ids, term_weights, scale, k, query_cut, candidates, query_positions, accumulator):
+                  term_ids, term_weights, scale, k, query_cut, candidates, query_positions, accumulator,
+                  allowed=NO_MASK):
     """Approximate top-k: (document numbers int64, exact float32 scores, stats int64[4] = pruned postings
     walked, documents touched, documents rescored, forward entries read). Term ids must be unique (the
-    Searcher's queries are); ids outside the vocabulary are ignored. The scratch is left as found."""
+    Searcher's queries are); ids outside the vocabulary are ignored. The scratch is left as found. `allowed`:
+    bool[num_documents] of the documents that may be returned, or empty for all; excluded documents are never
+    accumulated, so the candidates are all allowed ones."""
+    masked = allowed.shape[0] > 0
     num_documents = doc_offsets.shape[0] - 1
     vocab = pruned_offsets.shape[0] - 1
     scale32 = np.float32(scale)
@@ -184,6 +189,8 @@ def search_pruned(doc_offsets, forward_terms, forward_impacts, pruned_offsets, p
             stats[0] += docs.shape[0]
             for i in range(docs.shape[0]):
                 doc = np.int64(docs[i])
+                if masked and not allowed[doc]:
+                    continue
                 if accumulator[doc] == 0:
                     touched[num_touched] = doc
                     num_touched += 1

@@ -7,6 +7,8 @@ request `options` it accepts with their limits; `part_writers()` builds the part
 index (engine.index_format.add_parts). An instance is bound to one opened index (`for_index`): it may
 derive read-only structures from it once. `new_scratch()` makes the per-thread buffers one search needs; the
 caller keeps one per thread (see engine.snapshot). `search` never does I/O and raises only InvalidQueryError.
+`search(..., allowed=mask)` returns only documents the bool mask allows, honoured during the search (see
+engine.scorers.masking): k hits whenever k allowed documents score above 0.
 """
 from __future__ import annotations
 
@@ -99,8 +101,10 @@ class Scorer(abc.ABC):
         """Per-thread buffers sized for this index."""
 
     @abc.abstractmethod
-    def search(self, query: SparseQuery, k: int, scratch: Any, options: Mapping[str, Any]) -> TopK:
-        """The top-k of `query` (term ids in [0, vocab), weights finite and >= 0; k >= 1)."""
+    def search(self, query: SparseQuery, k: int, scratch: Any, options: Mapping[str, Any],
+               allowed: np.ndarray | None = None) -> TopK:
+        """The top-k of `query` (term ids in [0, vocab), weights finite and >= 0; k >= 1) among the documents
+        `allowed` lets through (None: all; else bool[num_documents], checked by engine.scorers.masking)."""
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import numpy as np
 from engine.index_format import InvertedIndex
 from engine.kernels.blocked_exact import DEFAULT_RANGE_SIZE, prepare_ranges, score_blocked
 from engine.query import SparseQuery
+from engine.scorers import masking
 from engine.scorers.base import Scorer, TopK
 
 
@@ -27,10 +28,15 @@ class BlockedExactScorer(Scorer):
     def new_scratch(self) -> np.ndarray:
         return np.zeros(self.range_size, dtype=np.float32)  # all zeros between searches
 
-    def search(self, query: SparseQuery, k: int, scratch: np.ndarray, options: Mapping[str, Any]) -> TopK:
+    def search(self, query: SparseQuery, k: int, scratch: np.ndarray, options: Mapping[str, Any],
+               allowed: np.ndarray | None = None) -> TopK:
         index = self.index
+        allowed = masking.checked(allowed, index.num_documents)
+        selected = masking.selected_documents(index.offsets, query, allowed)
+        if selected is not None:
+            return TopK(*masking.score_documents(index, query, k, selected))
         docs, scores, postings = score_blocked(index.doc_numbers, index.impacts, self.range_starts,
                                                np.int64(self.range_size), np.int64(index.num_documents),
                                                query.term_ids, query.weights, np.float32(index.scale), int(k),
-                                               scratch)
+                                               scratch, masking.kernel_mask(allowed))
         return TopK(docs, scores, {"postings_traversed": int(postings)})

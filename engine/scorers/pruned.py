@@ -13,8 +13,10 @@ import numpy as np
 from engine.errors import IndexFormatError
 from engine.index_format import InvertedIndex, PartWriter
 from engine.kernels import pruned_rescore as kernel
+from engine.kernels.exact import score_exact
 from engine.manifest import PartInfo
 from engine.query import SparseQuery
+from engine.scorers import masking
 from engine.scorers.base import OptionSpec, Scorer, TopK
 
 PART = "pruned_rescore"
@@ -84,9 +86,25 @@ class PrunedRescoreScorer(Scorer):
         return kernel.new_scratch(self.index.num_documents, self.index.vocab_size)
 
     def search(self, query: SparseQuery, k: int, scratch: tuple[np.ndarray, np.ndarray],
-               options: Mapping[str, Any]) -> TopK:
+               options: Mapping[str, Any], allowed: np.ndarray | None = None) -> TopK:
+        index = self.index
+        allowed = masking.checked(allowed, index.num_documents)
+        selected = masking.selected_documents(index.offsets, query, allowed)
+        if selected is not None:  # few documents allowed: their exact scores are cheaper than candidates
+            return TopK(*masking.score_documents(index, query, k, selected))
         docs, scores, stats = kernel.search_pruned(*self.arrays, query.term_ids, query.weights,
-                                                   np.float32(self.index.scale), int(k), int(options["query_cut"]),
-                                                   int(options["candidates"]), *scratch)
-        return TopK(docs, scores, {"postings_traversed": int(stats[0]), "documents_touched": int(stats[1]),
-                                   "documents_rescored": int(stats[2]), "forward_entries": int(stats[3])})
+                                                   np.float32(index.scale), int(k), int(options["query_cut"]),
+                                                   int(options["candidates"]), *scratch,
+                                                   masking.kernel_mask(allowed))
+        counters = {"postings_traversed": int(stats[0]), "documents_touched": int(stats[1]),
+                    "documents_rescored": int(stats[2]), "forward_entries": int(stats[3])}
+        if allowed is not None and len(docs) < k:
+            # A mask can leave the pruned lists with fewer than k allowed documents while more exist in the
+            # full lists: an exact traversal (the accumulator scratch is all zeros between searches) keeps the
+            # promise of k hits whenever k allowed documents score above 0.
+            docs, scores, postings = score_exact(index.offsets, index.doc_numbers, index.impacts, query.term_ids,
+                                                 query.weights, np.float32(index.scale), int(k), scratch[1],
+                                                 allowed)
+            counters["postings_traversed"] += int(postings)
+            counters["exact_fallback"] = 1
+        return TopK(docs, scores, counters)

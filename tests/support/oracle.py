@@ -10,8 +10,9 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def brute_force_top_k(offsets, doc_numbers, impacts, term_ids, weights, scale, k, num_docs):
-    """Dense numpy, the same float32 operations in the same order; ties to the lower document number."""
+def brute_force_top_k(offsets, doc_numbers, impacts, term_ids, weights, scale, k, num_docs, allowed=None):
+    """Dense numpy, the same float32 operations in the same order; ties to the lower document number; only
+    documents `allowed` (bool[num_docs], None: all) are hits."""
     acc = np.zeros(num_docs, dtype=np.float32)
     vocab = len(offsets) - 1
     for term, weight in zip(term_ids, weights):
@@ -19,7 +20,7 @@ def brute_force_top_k(offsets, doc_numbers, impacts, term_ids, weights, scale, k
             continue
         lo, hi = offsets[term], offsets[term + 1]
         acc[doc_numbers[lo:hi]] += (np.float32(weight) * np.float32(scale)) * impacts[lo:hi].astype(np.float32)
-    matching = np.flatnonzero(acc > 0)
+    matching = np.flatnonzero((acc > 0) if allowed is None else (acc > 0) & allowed)
     order = np.lexsort((matching, -acc[matching]))[:k]
     return matching[order], acc[matching[order]]
 
