@@ -13,13 +13,15 @@ from tests.support.oracle import brute_force_top_k, tie_heavy_collection, zipf_c
 VOCAB = 300
 
 
-def oracle_documents(index, document_of_row, query: SparseQuery, k: int):
+def oracle_documents(index, document_of_row, query: SparseQuery, k: int, allowed=None):
     """Brute force: every row's exact score, each document's maximum (first row on ties), ranked."""
     rows, scores = brute_force_top_k(index.offsets, index.doc_numbers, index.impacts, query.term_ids, query.weights,
                                      index.scale, len(document_of_row), len(document_of_row))
     best: dict[int, tuple[float, int]] = {}
     for row, score in zip(rows.tolist(), scores.tolist()):
         doc = int(document_of_row[row])
+        if allowed is not None and not allowed[doc]:
+            continue
         if doc not in best or score > best[doc][0] or (score == best[doc][0] and row < best[doc][1]):
             best[doc] = (score, row)
     ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:k]
@@ -65,6 +67,22 @@ def test_collapsed_top_k_is_the_top_k_documents_by_best_passage(tmp_path, make, 
                 assert index.external_ids(top.doc_numbers) == [f"doc-{d}" for d in docs]
 
 
+@pytest.mark.parametrize("scorer", ["exact", "exact-blocked"])
+@pytest.mark.parametrize("share", [0.02, 0.5])
+def test_the_document_mask_applies_to_every_passage_of_a_document(tmp_path, scorer, share):
+    rng = np.random.default_rng(11)
+    index, document_of_row = passage_index(tmp_path, zipf_collection(rng, 900, VOCAB, 12).tocsr(), rng)
+    allowed = rng.random(index.num_documents) < share
+    with ServedIndex(index).acquire() as snapshot:
+        for query in queries(rng, 6):
+            top, _ = snapshot.search(query, 10, scorer, allowed=allowed)
+            docs, scores, rows = oracle_documents(index, document_of_row, query, 10, allowed)
+            assert top.doc_numbers.tolist() == docs and top.scores.tolist() == scores
+            assert top.passage_rows.tolist() == rows
+        with pytest.raises(ValueError, match="allowed must be a bool array"):
+            snapshot.search(queries(rng, 1)[0], 10, allowed=np.ones(len(document_of_row), bool))  # rows, not docs
+
+
 def test_a_document_with_many_top_passages_makes_the_search_fetch_deeper(tmp_path):
     # Document 0 has 40 passages that all outscore every other document's: the first k x 4 rows hold one
     # document only, so the collapse must fetch deeper (doubling) to return k distinct documents.
@@ -97,8 +115,11 @@ def test_passage_map_and_allowed_rows(tmp_path):
     assert passages.map_of(open_index(tmp_path / "passages")) is not None
 
 
-def test_an_index_without_the_part_is_untouched(small_index_dir):
-    index = open_index(small_index_dir)
+def test_an_index_without_the_part_is_untouched(tmp_path):
+    collection = zipf_collection(np.random.default_rng(5), 40, VOCAB, 8).tocsr()
+    build_index_from_csr(tmp_path / "plain", collection.indptr, collection.indices.astype(np.int32),
+                         collection.data.astype(np.float32), vocab_size=VOCAB)
+    index = open_index(tmp_path / "plain")
     assert passages.map_of(index) is None
     with ServedIndex(index).acquire() as snapshot:
         assert snapshot.rows is index
