@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from engine import index_format
@@ -140,11 +139,9 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
             store = index_format.StringTableWriter(staged, index_format.DOCUMENTS) if store_text else None
             empty_documents, any_text = 0, False
             for window, vectors in encoded_documents(corpus, encoder, settings, splitter):
+                inverter.add_documents(vectors)
                 if splitter is not None:  # rows are passages; a document is empty when its first passage is
-                    inverter.add_documents(vectors)
-                    vectors = [vectors[int(first)] for first in _first_rows(splitter, len(window))]
-                else:
-                    inverter.add_documents(vectors)
+                    vectors = [vectors[first] for first in splitter.window_first_rows]
                 for doc, (term_ids, weights) in zip(window, vectors):
                     ids.append(doc.id)
                     id_check.add(doc.id)
@@ -177,7 +174,7 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
             memory = monitor.report(memory_budget_mb, budget_covers={
                 "postings buffer": inverter.memory_budget_bytes, "duplicate-id hashes": id_check.memory_budget_bytes,
                 "merges after reading (each)": budget,
-            }, outside_budget=outside_budget(encoder, fmt, bm25))
+            }, outside_budget=outside_budget(encoder, fmt, bm25, splitter))
             manifest = index_manifest(
                 result, started, encoder.vocab_size, encoder.tokenizer_sha256, empty_documents,
                 model=model_summary(encoder), document_max_length=document_max_length,
@@ -202,12 +199,6 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
     return manifest
 
 
-def _first_rows(splitter: PassageSplitter, window_size: int) -> np.ndarray:
-    """Positions, within the window's passage vectors, of each of the window's documents' first passage."""
-    counts = np.array([len(rows) for rows in splitter.document_of_row[-window_size:]], dtype=np.int64)
-    return np.concatenate(([0], np.cumsum(counts)[:-1]))
-
-
 def raise_on_duplicate(corpus: Path, id_check: DuplicateIdCheck, table_dir: Path, count: int, budget: int) -> None:
     """CorpusError naming the first duplicate id and both document numbers, as a dictionary of seen ids would."""
     table = index_format.StringTable(table_dir, index_format.IDS, count)
@@ -220,7 +211,7 @@ def raise_on_duplicate(corpus: Path, id_check: DuplicateIdCheck, table_dir: Path
                           f"and #{duplicate.second})")
 
 
-def outside_budget(encoder, fmt: str, bm25=None) -> dict[str, int]:
+def outside_budget(encoder, fmt: str, bm25=None, splitter=None) -> dict[str, int]:
     """Memory the budget does not bound (the interpreter, libraries and model are `anonymous_at_start`): fixed
     buffers, and the BM25 field's per-document term counts, which a text build still holds in memory (8 bytes
     per distinct term of each text; issue 17's bound covers the SPLADE postings and ids, not this yet)."""
@@ -231,6 +222,8 @@ def outside_budget(encoder, fmt: str, bm25=None) -> dict[str, int]:
         fixed["encoder batch (max_logits_bytes)"] = int(max_logits)
     if bm25 is not None:
         fixed["bm25 term counts (grow with the corpus)"] = int(bm25.buffered_bytes())
+    if splitter is not None:
+        fixed["passage map (grows with the corpus: 20 bytes a passage)"] = int(splitter.buffered_bytes())
     return fixed
 
 

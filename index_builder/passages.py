@@ -13,6 +13,7 @@ rows back to documents and the collapse at query time.
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,11 +75,13 @@ class PassageSplitter:
         self.settings = settings.checked(encoder.max_length, self.special_tokens)
         self.encoder = encoder
         self.content_tokens = settings.tokens - self.special_tokens
-        # Filled as documents are added: the rows' document numbers and character offsets.
-        self.document_of_row: list[np.ndarray] = []
-        self.starts: list[np.ndarray] = []
-        self.ends: list[np.ndarray] = []
+        # Filled as documents are added (typed buffers: 20 bytes a passage, no object per document): each row's
+        # document number and character offsets.
+        self.document_of_row = array("I")
+        self.starts = array("q")
+        self.ends = array("q")
         self.num_documents = 0
+        self.window_first_rows: list[int] = []  # of the last `encode` call: each document's first passage
 
     def split(self, text: str) -> list[tuple[np.ndarray, int, int]]:
         """(input ids with special tokens, character start, character end) of each passage of `text`."""
@@ -97,13 +100,15 @@ class PassageSplitter:
     def encode(self, documents: list[CorpusDocument], batch_size: int, max_terms: int | None
                ) -> list[SparseVector]:
         """The vectors of every passage of one window of documents (rows in document order); records the map."""
-        inputs: list[np.ndarray] = []
+        inputs: list[np.ndarray | None] = []
+        self.window_first_rows = []
         for doc in documents:
             text = doc.encoder_text
             pieces = self.split(text) if text else [(None, 0, 0)]  # an empty text: one empty passage
-            self.document_of_row.append(np.full(len(pieces), self.num_documents, dtype=np.uint32))
-            self.starts.append(np.array([p[1] for p in pieces], dtype=np.int64))
-            self.ends.append(np.array([p[2] for p in pieces], dtype=np.int64))
+            self.window_first_rows.append(len(inputs))
+            self.document_of_row.extend([self.num_documents] * len(pieces))
+            self.starts.extend(p[1] for p in pieces)
+            self.ends.extend(p[2] for p in pieces)
             inputs.extend(p[0] for p in pieces)
             self.num_documents += 1
         vectors: list[SparseVector] = [EMPTY_VECTOR] * len(inputs)
@@ -129,13 +134,16 @@ class PassageSplitter:
 
     @property
     def num_passages(self) -> int:
-        return int(sum(len(d) for d in self.document_of_row))
+        return len(self.document_of_row)
+
+    def buffered_bytes(self) -> int:
+        """What the passage map holds until it is written (grows with the corpus: 20 bytes a passage)."""
+        return sum(buf.itemsize * len(buf) for buf in (self.document_of_row, self.starts, self.ends))
 
     def write(self, staged: Path) -> tuple[str, PartInfo]:
-        cat = (lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype))
         return passage_part.write_part(
-            staged, cat(self.document_of_row, np.uint32), cat(self.starts, np.int64), cat(self.ends, np.int64),
-            self.num_documents,
+            staged, np.frombuffer(self.document_of_row, dtype=np.uint32), np.frombuffer(self.starts, dtype=np.int64),
+            np.frombuffer(self.ends, dtype=np.int64), self.num_documents,
             {"passage_tokens": self.settings.tokens, "passage_stride": self.settings.stride,
              "content_tokens": self.content_tokens, "special_tokens": self.special_tokens,
              "offsets": "characters of (title + ' ' + text).strip(), from the tokenizer's offsets",
