@@ -23,8 +23,8 @@ class HalfOfTheTop(ExactScorer):
     safe = False
     recall_floor = 0.4
 
-    def search(self, query: SparseQuery, k: int, scratch: Any, options: Mapping[str, Any]) -> TopK:
-        top = super().search(query, k, scratch, options)
+    def search(self, query: SparseQuery, k: int, scratch: Any, options: Mapping[str, Any], allowed=None) -> TopK:
+        top = super().search(query, k, scratch, options, allowed)
         half = (len(top.doc_numbers) + 1) // 2
         return TopK(top.doc_numbers[:half], top.scores[:half], top.stats)
 
