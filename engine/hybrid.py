@@ -48,6 +48,9 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     mode = check_mode(snapshot.index, options.mode or searcher.mode, text is not None)
     options = with_filter_mask(options, snapshot.index)  # the request's filter -> `allowed`, once for all retrievers
     query = query_pruning.prune(query, options.query_weight_mass, options.query_weight_ratio)
+    if options.two_phase_ratio is not None and snapshot.passages is not None:
+        raise InvalidQueryError("two_phase_ratio", "two-phase rescoring is not available on a passage index "
+                                                   "(built with --passage-tokens)")
     if mode == "splade":
         return dataclasses.replace(_splade(searcher, snapshot, query, options), mode="splade")
     started = time.perf_counter()
@@ -66,18 +69,26 @@ def score_mode(searcher: Searcher, snapshot: Snapshot, query: SparseQuery, text:
     if options.two_phase_ratio is None:
         top, served_by = snapshot.search(query, depth, options.scorer, options.scorer_options, options.allowed)
         learned_docs, learned_scores, learned_stats = top.doc_numbers, top.scores, top.stats
+        passage_rows = getattr(top, "passage_rows", None)
     else:
         learned_docs, learned_scores, learned_stats, served_by = two_phase.search(
             snapshot, query, depth, options.two_phase_ratio, options.scorer, options.scorer_options, options.allowed)
+        passage_rows = None
     lists = {"splade": fusion.Ranked(learned_docs, learned_scores)}
     docs, scores, postings = field.search(bm25_query, depth, options.allowed)
     lists["bm25"] = fusion.Ranked(docs, scores)
     fused_docs, fused_scores = fusion.fuse(lists, spec, k)
     ranks = {name: fusion.ranks_of(ranked) for name, ranked in lists.items()} if options.explain else {}
+    # A passage index: SPLADE scored each document's best passage (its row); BM25 scored whole documents.
+    row_of = {} if passage_rows is None else dict(zip(learned_docs.tolist(), passage_rows.tolist()))
     hits = _hits(searcher, snapshot, fused_docs.tolist(), fused_scores.tolist(), options,
-                 lambda doc: searcher.contributions(snapshot.index, doc, query))
+                 lambda doc: searcher.contributions(snapshot.index, row_of.get(doc, doc), query)
+                 if passage_rows is None or doc in row_of else {})
     for hit in hits if options.explain else ():
         hit.subqueries = {name: _subquery(ranks[name].get(hit.doc_number)) for name in lists}
+    for hit in hits if row_of else ():
+        if hit.doc_number in row_of:  # a document only BM25 returned has no SPLADE passage
+            hit.passage = snapshot.passages.passage(row_of[hit.doc_number])
     stats = {"postings_traversed": int(learned_stats.get("postings_traversed", 0)) + postings}
     return ScoredQuery(hits, served_by, stats, time.perf_counter() - started, "hybrid")
 

@@ -149,8 +149,14 @@ def open_index(path: str | os.PathLike, verify_checksums: bool = False) -> Inver
     ids = StringTable(directory, IDS, num_docs)
     documents = StringTable(directory, DOCUMENTS, num_docs) if manifest.document_store else None
     if verify_checksums:
-        _verify_postings(directory, offsets, doc_numbers, impacts, num_docs)
+        _verify_postings(directory, offsets, doc_numbers, impacts, posting_rows(manifest))
     return InvertedIndex(directory, manifest, offsets, doc_numbers, impacts, ids, documents)
+
+
+def posting_rows(manifest: IndexManifest) -> int:
+    """Rows the postings address: documents, or passages in an index with the `passages` part (engine.passages)."""
+    passages = manifest.parts.get("passages")
+    return int(passages.params["passages"]) if passages is not None else manifest.counts.documents
 
 
 def _verify_postings(directory: Path, offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.ndarray,

@@ -36,13 +36,13 @@ import numpy as np
 from engine import scorers
 from engine.commit import (BASE_SEGMENT, COMMIT, DELETES_DIR, LOCK, SEGMENTS_DIR, Commit, SegmentEntry,
                            read_commit, stale_commit_temps, write_commit)
-from engine import bm25
+from engine import bm25, passages
 from engine import metadata as md
 from engine.bm25_writer import part_writer, texts_from_store
 from engine.errors import EngineError, IndexFormatError, InvalidQueryError
 from engine.id_map import IdMap
 from engine.impacts import fixed_quantization
-from engine.index_format import InvertedIndex, PartWriter, add_parts, open_index
+from engine.index_format import InvertedIndex, PartWriter, add_parts, open_index, read_manifest
 from engine.merge_policy import LogMergePolicy, SegmentSize, compaction_plan
 from engine.segment_writer import merge_segments, write_segment
 from storage import fsync_dir
@@ -160,6 +160,10 @@ class IndexWriter:
                             impact_dtype=quant.dtype, segments=[SegmentEntry(name=BASE_SEGMENT,
                                                                              documents=base.num_documents)])
             base.close()
+        if passages.PART in read_manifest(self.path / commit.segments[0].path).parts:
+            # Rows of a passage index are passages, not documents: segments of one are not supported yet.
+            raise IndexFormatError(f"{self.path}: a passage index (built with --passage-tokens) cannot be written "
+                                   "to; rebuild it with the new documents")
         self.commit_state = commit
         self.plan = fixed_quantization(commit.impact_scale, commit.impact_dtype)
         self.remove_unreferenced()

@@ -71,6 +71,7 @@ class Hit:
     text: str | None = None
     contributions: dict[str, float] | None = None
     subqueries: dict[str, dict] | None = None  # hybrid + explain: {"splade"|"bm25": {"score", "rank"}}
+    passage: dict[str, int] | None = None      # passage index: {"index", "start", "end"} (engine.passages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,15 +299,18 @@ class Searcher:
         options = with_filter_mask(options, index)
         top, served_by = snapshot.search(query, k, options.scorer, options.scorer_options, options.allowed)
         ids = index.external_ids(top.doc_numbers)
+        rows = getattr(top, "passage_rows", None)  # a passage index names the passage behind each hit
         hits = []
-        for doc, doc_id, score in zip(top.doc_numbers.tolist(), ids, top.scores.tolist()):
+        for i, (doc, doc_id, score) in enumerate(zip(top.doc_numbers.tolist(), ids, top.scores.tolist())):
             hit = Hit(doc, doc_id, score)
+            if rows is not None:
+                hit.passage = snapshot.passages.passage(int(rows[i]))
             if options.include_text:
                 stored = index.document(doc)
                 if stored is not None:
                     hit.title, hit.text = stored.get("title", ""), stored.get("text", "")
-            if options.explain:
-                hit.contributions = self.contributions(index, doc, query)
+            if options.explain:  # the terms of what was scored: the document, or its passage
+                hit.contributions = self.contributions(index, doc if rows is None else int(rows[i]), query)
             hits.append(hit)
         return ScoredQuery(hits, served_by, dict(top.stats), time.perf_counter() - started)
 

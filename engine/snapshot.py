@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import scorers, segments
+from engine import passages, scorers, segments
 from engine.index_format import InvertedIndex
 from engine.query import SparseQuery
 from engine.segments import Generation
@@ -25,6 +25,9 @@ class Snapshot:
     def __init__(self, index: InvertedIndex | Generation, default_scorer: str, generation: int = 0) -> None:
         scorers.resolve(default_scorer, index)  # fail now, not on the first request
         self.index = index
+        # A passage index (engine.passages): scorers see passage rows and `search` collapses them to documents.
+        self.passages = passages.map_of(index)
+        self.rows = index if self.passages is None else passages.rows_view(index, self.passages)
         self.default_scorer = default_scorer
         self.generation = generation
         self._bound: dict[str, Scorer] = {}
@@ -53,7 +56,9 @@ class Snapshot:
             with self._bind_lock:
                 bound = self._bound.get(cls.name)
                 if bound is None:
-                    bound = self._bound[cls.name] = segments.bind(cls, self.index)
+                    # A generation binds per segment; a passage index binds to its passage rows.
+                    target = self.index if isinstance(self.index, Generation) else self.rows
+                    bound = self._bound[cls.name] = segments.bind(cls, target)
         return bound
 
     def options(self, name: str | None = None, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -78,7 +83,10 @@ class Snapshot:
         """The top-k among the documents `allowed` lets through (None: all), and the name it was served by (the
         scorer or configuration asked for, or the default). On a generation (engine.segments) `allowed` covers
         its global document numbers, and `segment_mask(segment)` may give each segment's own mask instead
-        (e.g. a metadata filter evaluated per segment); deleted documents are never returned."""
+        (e.g. a metadata filter evaluated per segment); deleted documents are never returned.
+
+        On a passage index the top-k is over documents (maximum over passages; a `passages.DocumentTopK` that
+        names each hit's passage row); `allowed` is still over documents (each passage takes its document's)."""
         name = scorer or self.default_scorer
         bound = self.scorer(name)
         scratch, resolved = self.scratch(bound), self.options(name, options)
@@ -88,7 +96,11 @@ class Snapshot:
             own = segment_mask(segments.Segment(segments.BASE_SEGMENT, self.index, 0, None))
             if own is not None:
                 allowed = own if allowed is None else (np.asarray(own, dtype=bool) & allowed)
-        return bound.search(query, k, scratch, resolved, allowed), name
+        if self.passages is None:
+            return bound.search(query, k, scratch, resolved, allowed), name
+        rows_allowed = None if allowed is None else self.passages.allowed_rows(allowed)
+        return passages.top_documents(lambda depth: bound.search(query, depth, scratch, resolved, rows_allowed), k,
+                                      self.passages), name
 
     @contextlib.contextmanager
     def retained(self) -> Iterator[Snapshot]:

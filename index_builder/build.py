@@ -2,7 +2,7 @@ r"""`python -m index_builder build`: corpus -> encoded, pruned, quantized, inver
 
     python -m index_builder build --model data/models/splade-tiny --corpus corpus.jsonl --out data/indexes/x \
         [--doc-max-terms N] [--max-length L] [--batch-size B] [--impact-bits 8|16] [--memory-budget-mb M] \
-        [--no-bm25] [--bm25-k1 K1] [--bm25-b B] [--metadata-schema FILE]
+        [--no-bm25] [--bm25-k1 K1] [--bm25-b B] [--metadata-schema FILE] [--passage-tokens N --passage-stride S]
 
 The corpus is a BEIR folder, a JSONL/TSV of (id, text), or pre-encoded vectors JSONL (see corpus.py). Documents
 keep corpus order: document number i is the i-th document. Duplicate ids are an error (naming the id and both
@@ -17,6 +17,8 @@ window. Every build reports its peaks (`build.memory` in the manifest, a line on
 The BM25 field (an optional part, docs/hybrid.md) is built from the same texts unless --no-bm25 is given.
 Every build also writes the `metadata` part (engine.metadata, docs/filters.md): the documents' filterable
 fields, typed as they first appear or as `--metadata-schema FILE` declares.
+`--passage-tokens N --passage-stride S` encodes each document as overlapping passages (index_builder.passages,
+the `passages` part; docs/hybrid.md): the SPLADE postings are then over passages, the rest stays per document.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from engine.inversion import ChunkedInverter, InversionResult
 from index_builder.memory_budget import BudgetPlan, plan_budget
 from index_builder.memory_report import MemoryMonitor, summary_line
 from index_builder.metadata_part import add_metadata_arguments, metadata_writer, metadata_summary
+from index_builder.passages import PassageSettings, PassageSplitter, check_corpus_format
 from index_builder.vectors_file import VectorsWriter, read_sidecar
 from engine.manifest import DEFAULT_SCORER
 from models.sparse import SparseVector
@@ -89,14 +92,18 @@ def model_summary(encoder) -> dict[str, Any]:
     return {key: manifest[key] for key in keys if key in manifest}
 
 
-def encoded_documents(corpus: Path, encoder, settings: EncodeSettings
+def encoded_documents(corpus: Path, encoder, settings: EncodeSettings, splitter: PassageSplitter | None = None
                       ) -> Iterator[tuple[list[CorpusDocument], list[SparseVector]]]:
-    """Windows of (documents, vectors) in corpus order, with a progress bar (ids are checked by the caller)."""
+    """Windows of (documents, vectors) in corpus order, with a progress bar (ids are checked by the caller).
+
+    With a passage `splitter`, the vectors are those of every passage of the window's documents, in order."""
     fmt = detect_format(corpus) if settings.corpus_format == "auto" else settings.corpus_format
     with tqdm(total=count_lines(corpus), unit="doc", desc="encoding" if fmt != "vectors" else "reading",
               disable=not settings.progress, mininterval=1.0, smoothing=0.05) as bar:
         for window in windows(read_corpus(corpus, fmt), settings.batch_size * WINDOW_BATCHES):
-            if fmt == "vectors":
+            if splitter is not None:
+                vectors = splitter.encode(window, settings.batch_size, settings.doc_max_terms)
+            elif fmt == "vectors":
                 vectors = vectors_from_tokens(encoder, window, settings.doc_max_terms)
             else:
                 vectors = encode_texts(encoder, window, settings.batch_size, settings.doc_max_terms,
@@ -108,12 +115,14 @@ def encoded_documents(corpus: Path, encoder, settings: EncodeSettings
 def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettings = EncodeSettings(), *,
                 impact_bits: int = 8, memory_budget_mb: int = 1024, store_text: bool = True,
                 save_vectors: Path | None = None, encoder=None, bm25: Bm25PartBuilder | None = None,
-                impact_scale: float | None = None,
-                metadata_schema: dict[str, str] | None = None) -> dict[str, Any]:
+                impact_scale: float | None = None, metadata_schema: dict[str, str] | None = None,
+                passages: PassageSettings | None = None) -> dict[str, Any]:
     """Build the index at `out` (replacing any previous one only once the new one is complete and valid).
 
     `bm25` (a fresh Bm25PartBuilder) also builds the BM25 field from the same texts (index_builder.bm25_part).
     `metadata_schema` ({field: type}) declares the metadata fields to index (default: every supported field).
+    `passages` encodes each document as passages (index_builder.passages; the SPLADE postings' rows are then
+    passages, and the `passages` part maps them to documents).
     """
     started = time.time()
     corpus, out = Path(corpus), Path(out)
@@ -127,6 +136,12 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                        vocab_size=encoder.vocab_size, max_length=encoder.max_length or 0,
                        encoder_max_logits_bytes=getattr(getattr(encoder, "options", None), "max_logits_bytes", None))
     settings = dataclasses.replace(settings, max_logits_bytes=plan.max_logits_bytes)
+    splitter = None
+    if passages is not None:
+        check_corpus_format(fmt)
+        if save_vectors:
+            raise ValueError("--save-vectors saves one vector per document; it cannot be combined with passages")
+        splitter = PassageSplitter(encoder, passages)
     writer = VectorsWriter(save_vectors, encoder) if save_vectors else None
     try:
         with MemoryMonitor() as monitor, index_format.atomic_index_dir(out) as staged:
@@ -138,8 +153,10 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
             ids = index_format.StringTableWriter(staged, index_format.IDS)
             store = index_format.StringTableWriter(staged, index_format.DOCUMENTS) if store_text else None
             empty_documents, any_text = 0, False
-            for window, vectors in encoded_documents(corpus, encoder, settings):
+            for window, vectors in encoded_documents(corpus, encoder, settings, splitter):
                 inverter.add_documents(vectors)
+                if splitter is not None:  # rows are passages; a document is empty when its first passage is
+                    vectors = [vectors[first] for first in splitter.window_first_rows]
                 for doc, (term_ids, weights) in zip(window, vectors):
                     ids.append(doc.id)
                     id_check.add(doc.id)
@@ -173,8 +190,12 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                 parts[name] = info.model_dump(mode="json")
             elif bm25 is not None:
                 bm25.discard()
-            memory = monitor.report(memory_budget_mb, budget_covers=budget_covers(plan, inverter, id_check, bm25, metadata),
-                                    outside_budget=outside_budget(bm25))
+            if splitter is not None:
+                name, info = splitter.write(staged)
+                parts[name] = info.model_dump(mode="json")
+            memory = monitor.report(memory_budget_mb,
+                                    budget_covers=budget_covers(plan, inverter, id_check, bm25, metadata),
+                                    outside_budget=outside_budget(bm25, splitter))
             manifest = index_manifest(
                 result, started, encoder.vocab_size, encoder.tokenizer_sha256, empty_documents,
                 model=model_summary(encoder), document_max_length=document_max_length,
@@ -183,6 +204,10 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
                 build={"memory_budget_mb": memory_budget_mb, "inversion_runs": result.runs,
                        "duplicate_id_runs": id_check.runs, "batch_size": settings.batch_size, "memory": memory})
             manifest["parts"] = parts
+            if splitter is not None:  # the postings' rows are passages; `counts.documents` stays documents
+                manifest["counts"].update(documents=len(ids), passages=result.num_documents,
+                                          mean_terms_per_document=round(result.num_postings / len(ids), 3),
+                                          mean_terms_per_passage=round(result.num_postings / result.num_documents, 3))
             manifest = index_format.write_manifest(staged, manifest)
     except BaseException:
         if writer is not None:
@@ -222,13 +247,15 @@ def budget_covers(plan: BudgetPlan, inverter: ChunkedInverter, id_check: Duplica
     return covers
 
 
-def outside_budget(bm25: Bm25PartBuilder | None = None) -> dict[str, int]:
+def outside_budget(bm25: Bm25PartBuilder | None = None, splitter=None) -> dict[str, int]:
     """Memory the budget does not bound (the interpreter, libraries and model are `anonymous_at_start`): fixed
     buffers, and the BM25 vocabulary, which grows with the distinct analysed words (not with the documents)."""
     fixed = {"string table blocks": 2 * index_format.StringTableWriter.OFFSETS_BLOCK * 8,
              "validation chunk": index_format.VERIFY_CHUNK * 24}
     if bm25 is not None:
         fixed["bm25 vocabulary (grows with distinct words)"] = bm25.vocabulary_bytes()
+    if splitter is not None:
+        fixed["passage map (grows with the corpus: 20 bytes a passage)"] = int(splitter.buffered_bytes())
     return fixed
 
 
@@ -289,6 +316,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not build the BM25 field (built by default from the documents' text)")
     add_bm25_arguments(parser)
     add_metadata_arguments(parser)
+    parser.add_argument("--passage-tokens", type=positive_int, default=None,
+                        help="encode each document as overlapping passages of at most N tokens (special tokens "
+                             "included; at most the document max length); a document scores its best passage")
+    parser.add_argument("--passage-stride", type=positive_int, default=None,
+                        help="tokens between the starts of two passages (default: 3/4 of a passage's text "
+                             "tokens); needs --passage-tokens")
 
 
 def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
@@ -296,12 +329,21 @@ def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
                           corpus_format=args.corpus_format, progress=not args.no_progress)
 
 
+def passage_settings(args: argparse.Namespace) -> PassageSettings | None:
+    if args.passage_tokens is None:
+        if args.passage_stride is not None:
+            raise ValueError("--passage-stride needs --passage-tokens")
+        return None
+    return PassageSettings(args.passage_tokens, args.passage_stride or max(1, (args.passage_tokens - 2) * 3 // 4))
+
+
 def run(args: argparse.Namespace) -> int:
     manifest = build_index(args.corpus, args.out, args.model, settings_from_args(args), impact_bits=args.impact_bits,
                            memory_budget_mb=args.memory_budget_mb, store_text=not args.no_text,
                            save_vectors=args.save_vectors,
                            bm25=None if args.no_bm25 else Bm25PartBuilder(args.bm25_k1, args.bm25_b),
-                           impact_scale=args.impact_scale, metadata_schema=args.metadata_schema)
+                           impact_scale=args.impact_scale, metadata_schema=args.metadata_schema,
+                           passages=passage_settings(args))
     counts, quant = manifest["counts"], manifest["quantization"]
     size = sum(entry["size"] for entry in manifest["files"].values())
     print(f"built {args.out}: {counts['documents']} documents ({counts['empty_documents']} empty), "

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from engine import scorers
+from engine import passages, scorers
 from engine.index_format import add_parts, open_index
 
 
@@ -24,6 +24,14 @@ def parse_param(text: str) -> tuple[str, float]:
         return name, float(value) if "." in value or "e" in value.lower() else int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a number") from None
+
+
+def on_posting_rows(writer):
+    """A scorer's part writer sees the rows its scorer scores: passages on a passage index (engine.passages)."""
+    def write(index, staged):
+        rows = passages.map_of(index)
+        return writer(index if rows is None else passages.rows_view(index, rows), staged)
+    return write
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if cls is None:
         raise ValueError(f"--scorer: unknown scorer {args.scorer!r} (registered: {sorted(scorers.registered())})")
     open_index(args.index)  # a clear error for a missing or broken index before any work
-    writers = cls.part_writers(dict(args.param))
+    writers = [on_posting_rows(writer) for writer in cls.part_writers(dict(args.param))]
     if not writers and not args.set_default:
         print(f"{args.scorer} needs no optional part; nothing to do")
         return 0

@@ -158,6 +158,8 @@ def render_result(result: SearchResult, include_text: bool, explain: bool) -> di
     hits = []
     for hit in result.hits:
         item = {"id": hit.id, "score": float(hit.score)}
+        if hit.passage is not None:  # a passage index: which passage matched (docs/hybrid.md, "Long documents")
+            item["passage"] = hit.passage
         if include_text:
             item["title"] = hit.title
             item["text"] = hit.text

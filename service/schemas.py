@@ -158,6 +158,7 @@ class HitOut(BaseModel):
     text: str | None = None
     contributions: dict[str, float] | None = None
     subqueries: dict[str, dict[str, float | int | None]] | None = None  # hybrid + explain: score and rank
+    passage: dict[str, int] | None = None  # passage index: {"index", "start", "end"} of the passage that matched
 
 
 class SearchResponse(BaseModel):

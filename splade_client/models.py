@@ -31,6 +31,9 @@ class Hit(_Result):
     text: str | None = None
     # With explain=True: {token: part of the score}.
     contributions: dict[str, float] | None = None
+    # On an index built with passages: {"index", "start", "end"} of the passage that matched (character offsets
+    # into (title + " " + text).strip()).
+    passage: dict[str, int] | None = None
 
 
 class SearchResult(_Result):
