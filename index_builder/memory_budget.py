@@ -2,7 +2,7 @@
 
     share of the budget        from text                 from vectors
     encoder (one call)         1/2                       -
-    SPLADE postings buffer     3/16                      13/16 (3/4 with the BM25 field)
+    SPLADE postings buffer     3/16 (5/16 --no-bm25)     3/4 (13/16 with --no-bm25)
     BM25 postings buffer       1/8                       1/16 (vectors files may carry texts)
     duplicate-id hashes        1/8                       1/8
     metadata keyword dicts     1/16                      1/16 (engine.metadata; more distinct values: an error)
