@@ -12,7 +12,7 @@ that failed or did not answer within half its remaining time (the other half fet
 them under `missing_shards`; no other request ever gets a partial answer.
 
 What the Ray deployment does not serve (a 422 naming the field): `mode` other than `splade` (BM25 statistics are
-per collection, not per shard) and `two_phase_ratio`.
+per collection, not per shard), `two_phase_ratio`, and `filter` (shards carry no metadata part).
 """
 # No `from __future__ import annotations`: FastAPI must see the request model classes built at runtime.
 import asyncio
@@ -149,6 +149,9 @@ def build_ingress_app(settings: Settings, encoder: Any, shards: list[Any], layou
                                     "statistics are per collection, not per shard)", "splade")
         if body.two_phase_ratio is not None:
             raise InvalidQueryError(prefix + "two_phase_ratio", "not served by the Ray deployment", None)
+        if getattr(body, "filter", None) is not None:  # never silently unfiltered: shards carry no metadata
+            raise InvalidQueryError(prefix + "filter", "metadata filters are not served by the Ray deployment "
+                                    "(shards carry no metadata part; docs/ray.md)", None)
         query_pruning.check(body.query_weight_mass, body.query_weight_ratio, settings.min_query_weight_mass,
                             settings.max_query_weight_ratio, None, settings.max_two_phase_ratio)
         if body.scorer is not None and body.scorer not in choices:

@@ -117,6 +117,8 @@ def test_the_contract_is_the_single_process_services(ray_service, single_process
         assert too_big.status_code == 422 and too_big.json()["error"]["details"][0]["field"] == "k"
         unknown = client.post("/search", json={"vector": {"zzqqxx": 1.0}})
         assert unknown.status_code == 422 and "unknown token 'zzqqxx'" in unknown.json()["error"]["message"]
+        filtered = client.post("/search", json={"query": "x", "filter": {"year": 2020}})
+        assert filtered.status_code == 422 and filtered.json()["error"]["details"][0]["field"] == "filter"
         bm25 = client.post("/search", json={"query": "x", "mode": "bm25"})
         assert bm25.status_code == 422 and bm25.json()["error"]["details"][0] == {
             "field": "mode", "message": bm25.json()["error"]["details"][0]["message"], "limit": "splade"}
