@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 import storage
-from engine import scorers
+from engine import passages, scorers
+from engine.commit import COMMIT, read_commit
 from engine.errors import IndexFormatError
 from engine.index_format import (DOC_NUMBERS, IMPACTS, OFFSETS, InvertedIndex, StringTableWriter, atomic_index_dir,
                                  create_array, open_index, write_manifest)
@@ -121,7 +122,15 @@ def _shard_manifest(index: InvertedIndex, entry: Mapping[str, Any], terms_per_do
 
 def split_index(source_dir: str | Path, out: str | Path, count: int) -> dict[str, Any]:
     """Split the index at `source_dir` into `count` range shards under `out` (atomically); the shards.json."""
+    if read_commit(source_dir) is not None:  # its top-level files are only its first segment
+        raise IndexFormatError(f"{source_dir}: a segmented index (it has {COMMIT}); merge it into one segment "
+                               "first (python -m index_builder merge --max-segments 1), then shard the merged "
+                               "segment directory")
     index = open_index(source_dir)
+    if passages.PART in index.parts:
+        index.close()
+        raise IndexFormatError(f"{source_dir}: a passage index cannot be sharded (shards split documents, its rows "
+                               "are passages)")
     try:
         bounds = shard_bounds(index.num_documents, count)
         source_info = {"path": str(Path(source_dir).absolute()),

@@ -88,3 +88,21 @@ def test_cli_splits_and_refuses_bad_counts(small_index_dir, tmp_path):
     bad = run("--index", str(small_index_dir), "--shards", "301", "--out", str(tmp_path / "many"))
     assert bad.returncode == 2 and "--shards 301 exceeds the 300 documents" in bad.stderr
     assert not (tmp_path / "many").exists()
+
+
+def test_a_segmented_index_is_refused_rather_than_split_in_part(tmp_path):
+    """Its top-level files are only its first segment: splitting them would drop every later write."""
+    from engine.commit import COMMIT
+    from engine.errors import IndexFormatError
+    from engine.lifecycle import IndexWriter, NewDocument
+    from index_builder.csr_index import build_index_from_csr
+
+
+    build_index_from_csr(tmp_path / "index", np.array([0, 2, 3]), np.array([1, 2, 3], np.int32),
+                         np.array([1.0, 2.0, 0.5], np.float32), vocab_size=10, ids=["a", "b"])
+    with IndexWriter(tmp_path / "index") as writer:
+        writer.add([NewDocument("c", np.array([4], np.int32), np.array([1.0], np.float32))])
+        writer.commit()
+    assert (tmp_path / "index" / COMMIT).exists()
+    with pytest.raises(IndexFormatError, match="segmented index"):
+        split_index(tmp_path / "index", tmp_path / "shards", 2)
