@@ -14,6 +14,17 @@ def create_array(directory: Path, name: str, dtype: Any, length: int) -> np.memm
     return np.lib.format.open_memmap(Path(directory) / name, mode="w+", dtype=dtype, shape=(int(length),))
 
 
+def open_for_append(directory: Path, name: str, dtype: Any, length: int):
+    """An output .npy of dtype[length] (header as numpy.save writes it), opened for sequential writes of its data:
+    plain writes, nothing memory-mapped for writing, so the output never counts in the writer's resident memory."""
+    header = create_array(directory, name, dtype, length)
+    data_offset = header.offset
+    del header
+    handle = open(Path(directory) / name, "r+b")
+    handle.seek(data_offset)
+    return handle
+
+
 def load_array(path: Path, dtype: Any, length: int) -> np.ndarray:
     """Map `path` read-only; IndexFormatError naming the file unless it is dtype[length]."""
     if not path.exists():

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import index_format
+from engine.arrays import open_for_append
 from engine.impacts import IMPACT_BITS, Quantization, fixed_quantization, plan_quantization, quantize, quantize_saturating
 
 # Buffering: term id + doc number + weight (12 B), the argsort permutation (8 B) and the sorted copies (12 B).
@@ -187,8 +188,8 @@ class ChunkedInverter:
         num_postings = int(offsets[-1])
         offsets_name, doc_numbers_name, impacts_name = names
         np.save(Path(out_dir) / offsets_name, offsets)
-        doc_out = _open_for_append(out_dir, doc_numbers_name, np.uint32, num_postings)
-        impact_out = _open_for_append(out_dir, impacts_name, plan.dtype, num_postings)
+        doc_out = open_for_append(out_dir, doc_numbers_name, np.uint32, num_postings)
+        impact_out = open_for_append(out_dir, impacts_name, plan.dtype, num_postings)
         try:
             cursors = [0] * len(self._runs)  # postings of each run already merged
             capacity = self.run_capacity
@@ -318,12 +319,3 @@ def _read(path: Path, dtype, start: int, count: int) -> np.ndarray:
         raise OSError(f"{path}: truncated inversion run ({len(values)} of {count} values at {start})")
     return values
 
-
-def _open_for_append(directory: Path, name: str, dtype, length: int):
-    """An output .npy of dtype[length] (header as numpy.save writes it), opened for sequential writes of the data."""
-    header = index_format.create_array(directory, name, dtype, length)
-    data_offset = header.offset
-    del header
-    handle = open(Path(directory) / name, "r+b")
-    handle.seek(data_offset)
-    return handle

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from engine import index_format
+from engine.arrays import open_for_append
 from engine.impacts import Quantization, quantize_saturating
 from engine.index_format import InvertedIndex
 from engine.manifest import DEFAULT_SCORER
@@ -157,8 +158,8 @@ def merge_segments(out: Path, sources: Sequence[tuple[InvertedIndex, np.ndarray 
     max_impact = 0
     with index_format.atomic_index_dir(out) as staged:
         np.save(staged / index_format.OFFSETS, offsets)
-        doc_out = _open_for_append(staged, index_format.DOC_NUMBERS, np.uint32, num_postings)
-        impact_out = _open_for_append(staged, index_format.IMPACTS, np.dtype(plan.dtype), num_postings)
+        doc_out = open_for_append(staged, index_format.DOC_NUMBERS, np.uint32, num_postings)
+        impact_out = open_for_append(staged, index_format.IMPACTS, np.dtype(plan.dtype), num_postings)
         try:
             for lo, hi in ranges():
                 _, docs, impacts, more = range_postings(lo, hi)
@@ -198,12 +199,3 @@ def merge_segments(out: Path, sources: Sequence[tuple[InvertedIndex, np.ndarray 
         manifest = index_format.write_manifest(staged, manifest)
     return manifest, saturated
 
-
-def _open_for_append(directory: Path, name: str, dtype, length: int):
-    """An output .npy of dtype[length] (header as numpy.save writes it), opened for sequential writes."""
-    header = index_format.create_array(directory, name, dtype, length)
-    data_offset = header.offset
-    del header
-    handle = open(Path(directory) / name, "r+b")
-    handle.seek(data_offset)
-    return handle

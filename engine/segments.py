@@ -20,6 +20,8 @@ directory as the plain `InvertedIndex` it is (`open_searchable`), so nothing cha
 """
 from __future__ import annotations
 
+import json
+
 import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +33,7 @@ import numpy as np
 from engine import bm25
 from engine.commit import BASE_SEGMENT, Commit, SegmentEntry, commit_summary, read_commit
 from engine.errors import IndexFormatError
-from engine.index_format import InvertedIndex, open_index
+from engine.index_format import MANIFEST, InvertedIndex, open_index, read_manifest
 from engine.manifest import Counts, PartInfo
 from engine.query import SparseQuery
 from engine.scorers.base import Scorer, TopK
@@ -344,6 +346,16 @@ def open_generation(path: str | Path, verify_checksums: bool = False) -> Generat
                 raise
             time.sleep(0.01)
     raise AssertionError("unreachable")
+
+
+def base_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of an index's first segment (a plain index: its own): its build facts (model, document
+    length, terms per document, BM25 parameters), which later writes follow."""
+    path = Path(path)
+    commit = read_commit(path)
+    directory = path if commit is None else path / commit.segments[0].path
+    read_manifest(directory)  # validated: IndexFormatError naming the file otherwise
+    return json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
 
 
 def open_searchable(path: str | Path, verify_checksums: bool = False) -> InvertedIndex | Generation:

@@ -5,14 +5,8 @@ directory, so it shares the index's document numbers and ids. `python -m index_b
 (or rebuilds) it on an existing index from its document store (or `--corpus`, whose ids must match), atomically
 (engine.index_format.add_parts).
 
-The part itself is written by engine.bm25_writer (shared with the segment writers); this module is the CLI verb.
-Memory: bounded like the SPLADE postings. BM25 weights need the collection's document frequencies and mean length
-before any weight is known, so the analysed (document, term, count) triples go through the same chunked
-inversion (engine.inversion): buffered up to the builder's share of --memory-budget-mb, written as sorted
-runs, and merged range by range at the end, where each posting's count becomes its weight (`ChunkedInverter.
-finish(weigh=...)`). Document lengths are appended to a scratch file and read back through a read-only map (page
-cache, not the builder's own memory). What stays in memory grows with the distinct analysed words, not with
-the documents: the vocabulary (a dictionary of terms, listed in the build's memory report) and per-term counts.
+The part itself is written by engine.bm25_writer (shared with the segment writers; its memory bound is
+described there); this module is the `bm25` verb and the corpus text source.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 from engine.commit import read_commit
 from engine.errors import IncompatibleArtifactsError
-from engine.index_format import open_index
+from engine.segments import base_manifest
 from engine.lifecycle import IndexWriter, NewDocument, WriteReport
 from engine.merge_policy import LogMergePolicy
 from index_builder.build import EncodeSettings, encoded_documents, load_encoder, positive_int
@@ -67,19 +67,8 @@ def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: only what the merge policy asks for)")
 
 
-def _base_manifest(index_dir: Path) -> dict:
-    """The manifest of the index's oldest segment: its build facts (model, lengths, BM25 parameters)."""
-    commit = read_commit(index_dir)
-    first = index_dir if commit is None else index_dir / commit.segments[0].path
-    index = open_index(first)
-    try:
-        return dict(index.manifest)
-    finally:
-        index.close()
-
-
 def _check_model(index_dir: Path, encoder) -> None:
-    manifest = _base_manifest(index_dir)
+    manifest = base_manifest(index_dir)
     problems = []
     if manifest["vocab_size"] != encoder.vocab_size:
         problems.append(f"vocab_size {manifest['vocab_size']} (index) != {encoder.vocab_size} (model)")
@@ -110,7 +99,7 @@ def _print_report(verb: str, args: argparse.Namespace, report: WriteReport, merg
 
 
 def run_write(args: argparse.Namespace, replace: bool) -> int:
-    manifest = _base_manifest(args.index)
+    manifest = base_manifest(args.index)
     max_length = args.max_length or manifest.get("document_max_length")
     doc_max_terms = args.doc_max_terms or manifest.get("doc_max_terms")
     encoder = load_encoder(args.model, max_length)

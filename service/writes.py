@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 
 from engine import InvalidQueryError, Searcher
-from engine.commit import read_commit
 from engine.errors import UnknownTokenError
-from engine.index_format import open_index
+from engine.segments import base_manifest
 from engine.lifecycle import DocumentError, IndexWriter, NewDocument, WriterBusyError
 from models.sparse import heaviest_terms
 from service.errors import ApiError, detail
@@ -60,17 +59,6 @@ class WriterBusyApiError(ApiError):
     error_type = "writer_busy"
 
 
-def _index_facts(index_dir: Path) -> dict[str, Any]:
-    """The build facts of the index's first segment: document max length and terms kept per document."""
-    commit = read_commit(index_dir)
-    first = index_dir if commit is None else index_dir / commit.segments[0].path
-    index = open_index(first)
-    try:
-        return dict(index.manifest)
-    finally:
-        index.close()
-
-
 def _invalid(exc: DocumentError) -> InvalidQueryError:
     """The writer's `documents[i].field: message` as a 422 naming that field."""
     field, _, message = str(exc).partition(": ")
@@ -83,7 +71,7 @@ class DocumentWrites:
         self.searcher = searcher
         self.reloader = reloader
         self.index_dir = Path(reloader.index_dir)
-        facts = _index_facts(self.index_dir)
+        facts = base_manifest(self.index_dir)
         self.doc_max_terms = facts.get("doc_max_terms")
         self.document_max_length = facts.get("document_max_length")
         self._lock = threading.Lock()
