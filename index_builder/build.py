@@ -92,6 +92,13 @@ def model_summary(encoder) -> dict[str, Any]:
     return {key: manifest[key] for key in keys if key in manifest}
 
 
+def vectors_provenance(encoder, document_max_length: int | None, doc_max_terms: int | None) -> dict[str, Any]:
+    """What a saved vectors file records about how it was encoded (its sidecar; read back by `build`)."""
+    return {"vocab_size": encoder.vocab_size, "tokenizer_sha256": encoder.tokenizer_sha256,
+            "model": model_summary(encoder), "document_max_length": document_max_length,
+            "doc_max_terms": doc_max_terms}
+
+
 def encoded_documents(corpus: Path, encoder, settings: EncodeSettings, splitter: PassageSplitter | None = None
                       ) -> Iterator[tuple[list[CorpusDocument], list[SparseVector]]]:
     """Windows of (documents, vectors) in corpus order, with a progress bar (ids are checked by the caller).
@@ -214,9 +221,7 @@ def build_index(corpus: Path, out: Path, model_dir: Path, settings: EncodeSettin
             writer.abort()
         raise
     if writer is not None:
-        writer.close({"vocab_size": encoder.vocab_size, "tokenizer_sha256": encoder.tokenizer_sha256,
-                      "model": model_summary(encoder), "document_max_length": document_max_length,
-                      "doc_max_terms": doc_max_terms})
+        writer.close(vectors_provenance(encoder, document_max_length, doc_max_terms))
     return manifest
 
 

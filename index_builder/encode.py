@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from engine import index_format
-from index_builder.build import (add_encode_arguments, encoded_documents, load_encoder, model_summary,
+from index_builder.build import (add_encode_arguments, encoded_documents, load_encoder, vectors_provenance,
                                  raise_on_duplicate, settings_from_args)
 from index_builder.corpus import CorpusError
 from index_builder.duplicate_ids import DuplicateIdCheck
@@ -47,9 +47,7 @@ def encode_corpus(corpus: Path, out: Path, model_dir: Path, settings) -> int:
     except BaseException:
         writer.abort()
         raise
-    writer.close({"vocab_size": encoder.vocab_size, "tokenizer_sha256": encoder.tokenizer_sha256,
-                  "model": model_summary(encoder), "document_max_length": encoder.max_length,
-                  "doc_max_terms": settings.doc_max_terms})
+    writer.close(vectors_provenance(encoder, encoder.max_length, settings.doc_max_terms))
     return writer.count
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from index_builder.bm25_part import Bm25PartBuilder
-from index_builder.build import EncodeSettings, build_index, load_encoder, model_summary, settings_from_args
+from index_builder.build import EncodeSettings, build_index, load_encoder, settings_from_args, vectors_provenance
 from index_builder.build import add_arguments as add_build_arguments
 from index_builder.corpus import CorpusDocument, CorpusError, detect_format, read_corpus
 from index_builder.document_vectors import WINDOW_BATCHES, encode_texts, windows
@@ -94,9 +94,7 @@ def ray_encode(corpus: Path, vectors_out: Path, model_dir: Path, settings: Encod
     except BaseException:
         writer.abort()
         raise
-    writer.close({"vocab_size": encoder.vocab_size, "tokenizer_sha256": encoder.tokenizer_sha256,
-                  "model": model_summary(encoder), "document_max_length": encoder.max_length,
-                  "doc_max_terms": settings.doc_max_terms})
+    writer.close(vectors_provenance(encoder, encoder.max_length, settings.doc_max_terms))
     return writer.count
 
 
