@@ -7,7 +7,7 @@ against score_exact and against Seismic's fastest configuration with R@10 >= 0.9
 
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M          # real-like set (synth_calibrated.py)
     python bench/scorers.py --synthetic light heavy --docs 1000000          # the project's generators
-    python bench/scorers.py --calibrated /tmp/calibrated --tags 100k --clustered --queries 300
+    python bench/scorers.py --calibrated /tmp/calibrated --tags 100k --queries 300
 
 Timings drift on shared machines: read the ratios, measured in the same run.
 """
@@ -35,6 +35,7 @@ from engine.index_format import open_index  # noqa: E402
 from engine.kernels.exact import score_exact  # noqa: E402
 
 PRUNED_CONFIGS = {10: [(20, 200), (30, 1000), (55, 2000)], 1000: [(30, 5000), (55, 10000)]}
+CLUSTERED_CONFIGS = ((10, 1.0), (10, 0.9), (10, 0.8), (10, 0.7), (15, 0.8), (20, 0.7))
 
 
 def rss_mb() -> float:
@@ -164,12 +165,13 @@ def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, co
 
     if args.clustered:
         before, t0 = rss_mb(), time.perf_counter()
-        blocks = clustered.build_clustered(offsets, docs, impacts, n, n_postings=args.seismic_n_postings,
-                                           block_size=args.block_size, summary_terms=args.summary_terms)
+        blocks = clustered.build_clustered(offsets, docs, impacts, n, n_postings=args.clustered_n_postings,
+                                           max_fraction=args.max_fraction, block_size=args.block_size,
+                                           summary_energy=args.summary_energy, summary_terms=args.summary_terms)
         info = {"build_s": time.perf_counter() - t0, "bytes": blocks.nbytes(), "rss_mb": rss_mb() - before}
         print(f"clustered: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
         blocks_scratch = clustered.new_scratch(n, VOCAB_SIZE)
-        for qc, hf in ((10, 0.9), (10, 0.7), (20, 0.7)):
+        for qc, hf in CLUSTERED_CONFIGS:
             engines[f"clustered qc={qc} hf={hf}"] = (
                 lambda i, k, qc=qc, hf=hf: clustered.search_clustered(
                     *blocks, *queries[i], scale, k, qc, np.float32(hf), *blocks_scratch)[0], info)
@@ -243,8 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--range-sizes", type=int, nargs="*", default=[32768, 65536])
     parser.add_argument("--n-postings", type=int, default=pruned_rescore.DEFAULT_N_POSTINGS,
                         help="pruned rescoring: postings kept per term")
-    parser.add_argument("--clustered", action="store_true", help="also the clustered-blocks scorer (slow build)")
+    parser.add_argument("--no-clustered", dest="clustered", action="store_false",
+                        help="skip the clustered-blocks scorer")
+    parser.add_argument("--clustered-n-postings", type=int, default=clustered.DEFAULT_N_POSTINGS)
+    parser.add_argument("--max-fraction", type=float, default=clustered.DEFAULT_MAX_FRACTION)
     parser.add_argument("--block-size", type=int, default=clustered.DEFAULT_BLOCK_SIZE)
+    parser.add_argument("--summary-energy", type=float, default=clustered.DEFAULT_SUMMARY_ENERGY)
     parser.add_argument("--summary-terms", type=int, default=clustered.DEFAULT_SUMMARY_TERMS)
     parser.add_argument("--no-seismic", dest="seismic", action="store_false")
     parser.add_argument("--exact-only", action="store_true", help="only the exact scorers (no approximate builds)")

@@ -8,6 +8,7 @@ from engine.errors import InvalidQueryError
 from engine.index_format import InvertedIndex
 from engine.scorers.base import OptionSpec, Scorer, TopK
 from engine.scorers.blocked import BlockedExactScorer
+from engine.scorers.clustered import ClusteredScorer
 from engine.scorers.exact import ExactScorer
 from engine.scorers.pruned import PrunedRescoreScorer
 
@@ -71,6 +72,7 @@ def scorer_class(name: str, index: InvertedIndex, field: str = "scorer") -> type
 register(ExactScorer)
 register(BlockedExactScorer)
 register(PrunedRescoreScorer)
+register(ClusteredScorer)
 
-__all__ = ["BlockedExactScorer", "ExactScorer", "PrunedRescoreScorer", "OptionSpec", "Scorer", "TopK", "available", "choices", "register", "registered",
+__all__ = ["BlockedExactScorer", "ClusteredScorer", "ExactScorer", "PrunedRescoreScorer", "OptionSpec", "Scorer", "TopK", "available", "choices", "register", "registered",
            "resolve", "scorer_class", "unregister"]

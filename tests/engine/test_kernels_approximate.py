@@ -111,3 +111,59 @@ def test_write_and_load_round_trip(tmp_path):
     (tmp_path / "approx.pruned_docs.npy").unlink()
     with pytest.raises(FileNotFoundError, match="pruned_docs"):
         pruned_rescore.load_pruned(tmp_path, "approx.")
+
+
+def test_global_pruning_keeps_the_highest_impacts_within_the_budget_and_the_cap():
+    c = collection("heavy", num_documents=3000, seed=11)
+    df = np.diff(c.offsets)
+    n_postings, max_fraction = 40, 3.0
+    kept = clustered.kept_postings(c.offsets, c.impacts, n_postings, max_fraction)
+    budget = n_postings * int(np.count_nonzero(df))
+    assert kept.sum() <= budget and kept.sum() >= 0.95 * budget  # the budget, up to the threshold's rounding
+    assert np.all(kept <= np.minimum(df, int(max_fraction * n_postings)))
+    assert kept.max() > n_postings  # heavy lists keep more than the average ...
+    assert np.any((kept < n_postings) & (df > n_postings))  # ... and some long, light lists keep less
+    # One impact threshold for the whole index: every kept posting's impact is at least every dropped one's,
+    # except where a list is capped.
+    lowest_kept, highest_dropped = 256, -1
+    for t in np.flatnonzero(df):
+        impacts = np.sort(c.impacts[c.offsets[t]:c.offsets[t + 1]])[::-1]
+        if kept[t] > 0:
+            lowest_kept = min(lowest_kept, int(impacts[kept[t] - 1]))
+        if kept[t] < len(impacts) and kept[t] < int(max_fraction * n_postings):
+            highest_dropped = max(highest_dropped, int(impacts[kept[t]]))
+    assert highest_dropped <= lowest_kept
+    # max_fraction 1: the first version's rule, every list its n_postings best.
+    assert np.array_equal(clustered.kept_postings(c.offsets, c.impacts, n_postings, 1.0), np.minimum(df, n_postings))
+
+
+def test_summary_energy_cuts_the_summaries_and_recall_follows():
+    c = collection("real_like", num_documents=3000, num_queries=40, seed=12)
+    sizes, recalls = {}, {}
+    for energy in (1.0, 0.4, 0.05):
+        index = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS,
+                                          block_size=8, summary_energy=energy)
+        sizes[energy] = len(index.entry_values)
+        scratch = clustered.new_scratch(c.num_documents, c.vocab_size)
+        found = []
+        for term_ids, weights in c.queries:
+            expected, _ = brute_force_top_k(brute_force_scores(c, term_ids, weights), 10)
+            docs, _, _ = clustered.search(index, term_ids, weights, c.scale, 10, query_cut=30, heap_factor=0.7,
+                                          scratch=scratch)
+            found.append(len(np.intersect1d(docs, expected)) / max(1, len(expected)))
+        recalls[energy] = float(np.mean(found))
+    assert sizes[1.0] > sizes[0.4] > sizes[0.05]
+    assert recalls[1.0] >= recalls[0.05] and recalls[1.0] >= 0.95, recalls
+
+
+def test_a_mask_is_honoured_during_the_walk():
+    c = collection("random", num_documents=2000, num_queries=20, seed=13)
+    index = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS)
+    scratch = clustered.new_scratch(c.num_documents, c.vocab_size)
+    allowed = np.random.default_rng(0).random(c.num_documents) < 0.3
+    for term_ids, weights in c.queries:
+        docs, scores, stats = clustered.search_clustered(*index, term_ids, weights, np.float32(c.scale), 10, 30,
+                                                         np.float32(0.5), *scratch, allowed)
+        assert np.all(allowed[docs])
+        exact = brute_force_scores(c, term_ids, weights)
+        assert np.array_equal(scores.view(np.uint32), exact[docs].view(np.uint32))
