@@ -52,8 +52,6 @@ FAULT_POINTS = ("after-segment-write", "after-deletes-write", "before-commit-ren
                 "after-merge-write")
 # Postings buffered before the writer cuts a segment: ~32 bytes each while a segment is written.
 BYTES_PER_BUFFERED_POSTING = 32
-# Scorer parts' build-time parameters (the rest of a part's params are counts it records).
-PART_BUILD_PARAMETERS = ("n_postings",)
 
 SegmentParts = Callable[[InvertedIndex], list[PartWriter]]
 MetadataRows = Callable[[], Iterable[tuple[str, dict[str, Any] | None]]]
@@ -379,7 +377,7 @@ class IndexWriter:
         for name, info in base.parts.items():
             owner = next((cls for cls in scorers.registered().values() if name in cls.requires), None)
             if owner is not None:
-                params = {k: v for k, v in info.params.items() if k in PART_BUILD_PARAMETERS}
+                params = {k: v for k, v in info.params.items() if k in owner.build_parameters}
                 writers.extend(owner.part_writers(params))
         segment = open_index(segment_dir)
         try:

@@ -64,6 +64,9 @@ class Scorer(abc.ABC):
     safe: ClassVar[bool]
     recall_floor: ClassVar[float | None] = None
     options: ClassVar[Mapping[str, OptionSpec]] = {}
+    # Names of the build-time parameters among its parts' recorded params (the rest are counts): a new
+    # segment's part is built with the same ones (engine.lifecycle).
+    build_parameters: ClassVar[frozenset[str]] = frozenset()
     description: ClassVar[str] = ""
 
     def __init__(self, index: InvertedIndex) -> None:

@@ -71,7 +71,10 @@ class ClusteredScorer(Scorer):
     name = "clustered"
     requires = frozenset({PART})
     safe = False
-    recall_floor = 0.9  # recall@k at the default knobs in the shared differential test; `tune` for a target
+    # recall@k at the default knobs (query_cut 10) on the shared differential test's collections and on small
+    # segmented generations of random documents (tests/engine/test_segments.py); `tune` for a target.
+    recall_floor = 0.8
+    build_parameters = frozenset(BUILD_DEFAULTS)
     options = {
         "query_cut": OptionSpec(kernel.DEFAULT_QUERY_CUT, *kernel.QUERY_CUT_RANGE, integer=True,
                                 description="heaviest query terms whose block lists are walked"),
@@ -105,8 +108,8 @@ class ClusteredScorer(Scorer):
 
     @classmethod
     def tuning_grid(cls) -> list[dict[str, Any]]:
-        return [{"query_cut": cut, "heap_factor": factor} for cut in (3, 5, 8, 10, 15, 20, 30, 45, 64)
-                for factor in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)]
+        return [{"query_cut": cut, "heap_factor": factor} for cut in (5, 10, 15, 20, 30, 50)
+                for factor in (1.0, 0.8, 0.6, 0.4, 0.2)]
 
     def new_scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return kernel.new_scratch(self.index.num_documents, self.index.vocab_size)

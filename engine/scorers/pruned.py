@@ -46,6 +46,7 @@ class PrunedRescoreScorer(Scorer):
     requires = frozenset({PART})
     safe = False
     recall_floor = 0.9  # recall@k at the default knobs in the shared differential test; `tune` for a target
+    build_parameters = frozenset({"n_postings"})
     options = {
         "query_cut": OptionSpec(kernel.DEFAULT_QUERY_CUT, *kernel.QUERY_CUT_RANGE, integer=True,
                                 description="heaviest query terms whose pruned lists are walked"),

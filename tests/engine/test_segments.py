@@ -100,8 +100,9 @@ def test_random_sequences_equal_a_build_of_the_survivors(tmp_path, seed, tie_hea
     build_plain(index_dir, base)
     for doc in base:
         survivors[doc.id] = doc
-    # The approximate scorer's part on the base; the writer builds it on every new and merged segment.
+    # The approximate scorers' parts on the base; the writer builds them on every new and merged segment.
     add_parts(index_dir, scorers.registered()["pruned-rescore"].part_writers({"n_postings": 64}))
+    add_parts(index_dir, scorers.registered()["clustered"].part_writers({"n_postings": 64, "block_size": 4}))
     next_id = len(base)
     qs = queries(rng, 12, tie_heavy)
     policy = LogMergePolicy(merge_factor=3, floor_documents=20)
