@@ -4,6 +4,8 @@ Rank order: score descending, ties to the lower document number (the engine's on
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numba import njit
 
@@ -72,3 +74,14 @@ def sorted_hits(heap_scores, heap_docs, size):
         heap_docs[0] = heap_docs[size]
         sift_down(heap_scores, heap_docs, size, 0)
     return docs, scores
+
+
+def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hits of disjoint document sets (document numbers, float32 scores), e.g. of segments or of a query's range
+    shares -> the top-k of them all by the tie rule."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    docs = np.concatenate([d for d, _ in parts]).astype(np.int64, copy=False)
+    scores = np.concatenate([s for _, s in parts]).astype(np.float32, copy=False)
+    order = np.lexsort((docs, -scores))[:k]
+    return docs[order], scores[order]

@@ -9,21 +9,35 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection, invert
 
-from engine.kernels.blocked_exact import MIN_RANGE_SIZE, local_doc_numbers, prepare_ranges, score_blocked
+from engine.kernels.blocked_exact import (MIN_RANGE_SIZE, local_doc_numbers, prepare_ranges, score_blocked,
+                                          share_bounds)
 
 from engine.kernels.exact import score_exact
 from engine.query import SparseQuery
+from engine.topk import merge_top_k
 
 
 def blocked(c, term_ids, weights, k, range_size=MIN_RANGE_SIZE, ranges=None):
+    """The kernel's answer, checked equal across both forms and across ways of cutting the ranges into shares
+    (each share walked alone, the answers merged by the tie rule, as threads do)."""
     ranges = prepare_ranges(c.offsets, c.doc_numbers, c.num_documents, range_size) if ranges is None else ranges
+    term_ids, weights = np.asarray(term_ids, np.int32), np.asarray(weights, np.float32)
     results = []
     for docs in (c.doc_numbers, local_doc_numbers(c.doc_numbers)):  # both forms, every time
         accumulator = np.zeros(min(range_size, c.num_documents), dtype=np.float32)
-        results.append(score_blocked(docs, c.impacts, ranges, range_size, c.num_documents,
-                                     np.asarray(term_ids, np.int32), np.asarray(weights, np.float32), c.scale, k,
-                                     accumulator))
+        whole = score_blocked(docs, c.impacts, ranges, range_size, c.num_documents, term_ids, weights, c.scale, k,
+                              accumulator)
         assert not accumulator.any(), "the accumulator must be left all zeros"
+        num_ranges = ranges.shape[1] - 1
+        for bounds in (share_bounds(ranges, term_ids, 2), share_bounds(ranges, term_ids, 3),
+                       np.arange(num_ranges + 1)):  # balanced shares, and one share a range
+            parts = [score_blocked(docs, c.impacts, ranges, range_size, c.num_documents, term_ids, weights,
+                                   c.scale, k, accumulator, first_range=lo, last_range=hi)
+                     for lo, hi in zip(bounds[:-1], bounds[1:])]
+            assert not accumulator.any(), "the accumulator must be left all zeros"
+            merged = merge_top_k([(part[0], part[1]) for part in parts], k)
+            assert_bitwise_equal((*merged, sum(part[2] for part in parts)), whole)
+        results.append(whole)
     assert_bitwise_equal(results[1], results[0])
     return results[0]
 
