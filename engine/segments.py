@@ -24,7 +24,7 @@ import json
 
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ from engine.index_format import MANIFEST, InvertedIndex, open_index, read_manife
 from engine.manifest import Counts, PartInfo
 from engine.query import SparseQuery
 from engine.scorers.base import Scorer, TopK
-from engine.topk import merge_top_k
 
 SegmentMask = Callable[["Segment"], "np.ndarray | None"]
 # Opening retries when a writer removed a file between our reading the commit and opening the segment.
@@ -175,6 +174,16 @@ def _accepts_allowed(scorer: Scorer) -> bool:
     if known is None:
         known = _ACCEPTS_ALLOWED[type(scorer)] = "allowed" in inspect.signature(scorer.search).parameters
     return known
+
+
+def merge_top_k(per_segment: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment hits (global document numbers, float32 scores) -> the top-k by the tie rule."""
+    if not per_segment:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    docs = np.concatenate([d for d, _ in per_segment]).astype(np.int64, copy=False)
+    scores = np.concatenate([s for _, s in per_segment]).astype(np.float32, copy=False)
+    order = np.lexsort((docs, -scores))[:k]
+    return docs[order], scores[order]
 
 
 def segment_top_k(scorer: Scorer, segment: Segment, query: SparseQuery, k: int, scratch: Any,

@@ -126,16 +126,38 @@ def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents,
 def share_bounds(range_starts: np.ndarray, term_ids: np.ndarray, shares: int) -> np.ndarray:
     """Cut the ranges into at most `shares` contiguous, non-empty shares with about equal postings of the query
     (its terms' postings decide a share's time, and a collection's order can make ranges uneven): int64 bounds
-    [0, ..., ranges], share i being ranges [bounds[i], bounds[i + 1]). Fewer shares when there are fewer ranges."""
+    [0, ..., ranges], share i being ranges [bounds[i], bounds[i + 1]). Fewer shares when there are fewer ranges,
+    or when a few heavy ranges hold most postings (a range is never split)."""
+    return _share_bounds(range_starts, term_ids, np.int64(max(1, int(shares))))
+
+
+@njit(nogil=True, cache=True)
+def _share_bounds(range_starts, term_ids, shares):
+    # Numba: the numpy form of this (fancy indexing, cumsum, searchsorted, unique) cost ~60 us a query.
     vocab_size, ranges = range_starts.shape[0], range_starts.shape[1] - 1
-    shares = max(1, min(int(shares), ranges))
-    terms = np.asarray(term_ids, dtype=np.int64)
-    terms = terms[(terms >= 0) & (terms < vocab_size)]  # as the kernels do: other ids are ignored
-    rows = range_starts[terms]
     # Each range also costs a scan of its documents: one unit a range keeps an all-empty query evenly cut.
-    cost = np.cumsum((rows[:, 1:] - rows[:, :-1]).sum(axis=0) + 1)
-    cuts = np.searchsorted(cost, cost[-1] * np.arange(1, shares) / shares, side="left") + 1
-    return np.unique(np.concatenate(([0], cuts, [ranges]))).astype(np.int64)
+    cost = np.ones(ranges, dtype=np.int64)
+    for q in range(term_ids.shape[0]):
+        term = term_ids[q]
+        if term < 0 or term >= vocab_size:
+            continue  # as the kernels do: ignored
+        for r in range(ranges):
+            cost[r] += range_starts[term, r + 1] - range_starts[term, r]
+    total = cost.sum()
+    bounds = np.empty(min(shares, ranges) + 1, dtype=np.int64)
+    bounds[0] = 0
+    count = 1
+    running = 0
+    share = 1  # the next cut ends share `share`: after the first range where running >= total * share / shares
+    for r in range(ranges - 1):
+        running += cost[r]
+        if share < shares and running * shares >= total * share and count < bounds.shape[0] - 1:
+            bounds[count] = r + 1
+            count += 1
+            while share < shares and running * shares >= total * share:
+                share += 1
+    bounds[count] = ranges
+    return bounds[:count + 1]
 
 
 @njit(nogil=True, cache=True)

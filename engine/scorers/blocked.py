@@ -22,7 +22,7 @@ from engine.manifest import PartInfo
 from engine.query import SparseQuery
 from engine.scorers import intra_query, masking
 from engine.scorers.base import OptionSpec, Scorer, TopK
-from engine.topk import merge_top_k
+from engine.topk import merge_sorted_top_k
 
 PART = "blocked_exact"
 PART_VERSION = 1
@@ -56,7 +56,7 @@ def score_in_shares(doc_numbers, impacts, range_starts, range_size, num_document
                              scale, k, accumulators[i], allowed, bounds[i], bounds[i + 1])
 
     parts = intra_query.run_shares(share, shares)
-    docs, scores = merge_top_k([(part[0], part[1]) for part in parts], k)
+    docs, scores = merge_sorted_top_k([(part[0], part[1]) for part in parts], k)
     return docs, scores, sum(int(part[2]) for part in parts), shares
 
 

@@ -16,6 +16,7 @@ from engine.index_format import add_parts, open_index
 from engine.kernels.blocked_exact import prepare_ranges, share_bounds
 from engine.scorers import BlockedExactScorer, intra_query
 from engine.snapshot import ServedIndex
+from engine.topk import merge_sorted_top_k
 from index_builder.csr_index import build_index_from_csr
 from tests.engine.kernel_collections import invert
 from tests.engine.test_scorer_differential import SEEDS, _masks, _queries
@@ -102,6 +103,28 @@ def test_shares_are_contiguous_non_empty_and_balanced_by_postings():
     assert share_bounds(ranges, np.array([0, 1]), 2).tolist() == [0, 1, 10]
     assert share_bounds(ranges, np.array([], np.int32), 2).tolist() == [0, 5, 10]
     assert share_bounds(ranges, np.array([0]), 4).tolist() == [0, 1, 10]  # no even cut: the heavy range alone
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merging_sorted_lists_equals_sorting_them_all(seed):
+    """The share merge against a lexsort of the concatenation, on tie-heavy lists (some empty), k of every size."""
+    rng = np.random.default_rng(seed)
+    documents = rng.permutation(400)
+    parts, start = [], 0
+    for size in rng.integers(0, 60, size=int(rng.integers(1, 5))):
+        docs = documents[start:start + size].astype(np.int64)
+        start += size
+        scores = rng.choice(np.array([0.5, 1.0, 1.5], np.float32), size=len(docs))
+        order = np.lexsort((docs, -scores))
+        parts.append((docs[order], scores[order]))
+    all_docs = np.concatenate([d for d, _ in parts])
+    all_scores = np.concatenate([s for _, s in parts])
+    ranked = np.lexsort((all_docs, -all_scores))
+    for k in (1, 7, len(all_docs), len(all_docs) + 5):
+        docs, scores = merge_sorted_top_k(parts, k)
+        assert docs.tolist() == all_docs[ranked][:k].tolist()
+        assert scores.tobytes() == all_scores[ranked][:k].tobytes()
+    assert [len(a) for a in merge_sorted_top_k([], 10)] == [0, 0]
 
 
 def test_the_setting_is_the_default_and_the_cap(case, monkeypatch):

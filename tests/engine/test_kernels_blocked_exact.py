@@ -14,7 +14,7 @@ from engine.kernels.blocked_exact import (MIN_RANGE_SIZE, local_doc_numbers, pre
 
 from engine.kernels.exact import score_exact
 from engine.query import SparseQuery
-from engine.topk import merge_top_k
+from engine.topk import merge_sorted_top_k
 
 
 def blocked(c, term_ids, weights, k, range_size=MIN_RANGE_SIZE, ranges=None):
@@ -35,7 +35,7 @@ def blocked(c, term_ids, weights, k, range_size=MIN_RANGE_SIZE, ranges=None):
                                    c.scale, k, accumulator, first_range=lo, last_range=hi)
                      for lo, hi in zip(bounds[:-1], bounds[1:])]
             assert not accumulator.any(), "the accumulator must be left all zeros"
-            merged = merge_top_k([(part[0], part[1]) for part in parts], k)
+            merged = merge_sorted_top_k([(part[0], part[1]) for part in parts], k)
             assert_bitwise_equal((*merged, sum(part[2] for part in parts)), whole)
         results.append(whole)
     assert_bitwise_equal(results[1], results[0])
