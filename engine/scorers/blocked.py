@@ -50,10 +50,11 @@ def score_in_shares(doc_numbers, impacts, range_starts, range_size, num_document
     one all-zero `score_blocked` accumulator per share (at least `threads`), each left all zeros."""
     bounds = share_bounds(range_starts, term_ids, threads)
     shares = len(bounds) - 1
+    thresholds = np.zeros(shares, dtype=np.float32)  # each share's k-th best so far: the others skip below it
 
     def share(i: int):
         return score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights,
-                             scale, k, accumulators[i], allowed, bounds[i], bounds[i + 1])
+                             scale, k, accumulators[i], allowed, bounds[i], bounds[i + 1], thresholds, i)
 
     parts = intra_query.run_shares(share, shares)
     docs, scores = merge_sorted_top_k([(part[0], part[1]) for part in parts], k)

@@ -31,12 +31,18 @@ def blocked(c, term_ids, weights, k, range_size=MIN_RANGE_SIZE, ranges=None):
         num_ranges = ranges.shape[1] - 1
         for bounds in (share_bounds(ranges, term_ids, 2), share_bounds(ranges, term_ids, 3),
                        np.arange(num_ranges + 1)):  # balanced shares, and one share a range
-            parts = [score_blocked(docs, c.impacts, ranges, range_size, c.num_documents, term_ids, weights,
-                                   c.scale, k, accumulator, first_range=lo, last_range=hi)
-                     for lo, hi in zip(bounds[:-1], bounds[1:])]
-            assert not accumulator.any(), "the accumulator must be left all zeros"
-            merged = merge_sorted_top_k([(part[0], part[1]) for part in parts], k)
-            assert_bitwise_equal((*merged, sum(part[2] for part in parts)), whole)
+            shares = len(bounds) - 1
+            # Alone; then sharing k-th bests, the shares in order and in reverse (each sees the others' final
+            # ones: the largest bounds, the extremes of what threads running at once see).
+            for thresholds, order in ((None, range(shares)), (np.zeros(shares, np.float32), range(shares)),
+                                      (np.zeros(shares, np.float32), range(shares - 1, -1, -1))):
+                sharing = {} if thresholds is None else {"share_thresholds": thresholds}
+                parts = {i: score_blocked(docs, c.impacts, ranges, range_size, c.num_documents, term_ids, weights,
+                                          c.scale, k, accumulator, first_range=bounds[i], last_range=bounds[i + 1],
+                                          share=i, **sharing) for i in order}
+                assert not accumulator.any(), "the accumulator must be left all zeros"
+                merged = merge_sorted_top_k([(parts[i][0], parts[i][1]) for i in range(shares)], k)
+                assert_bitwise_equal((*merged, sum(part[2] for part in parts.values())), whole)
         results.append(whole)
     assert_bitwise_equal(results[1], results[0])
     return results[0]
