@@ -76,7 +76,6 @@ def sorted_hits(heap_scores, heap_docs, size):
     return docs, scores
 
 
-
 def merge_sorted_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Hit lists of disjoint document sets, each best first (document numbers, float32 scores), e.g. the shares
     of one query's ranges -> the best k of them all by the tie rule: a k-step merge of their heads (a lexsort of
