@@ -47,8 +47,6 @@ SCAN_CHUNK = 64
 CHUNKED_SCAN_MAX_K = 100
 # Ranges of at most this many documents can be walked with 16-bit local document numbers.
 MAX_LOCAL_RANGE_SIZE = 1 << 16
-# `share_thresholds` of a walk that shares no thresholds (one thread).
-NO_SHARING = np.zeros(0, dtype=np.float32)
 
 
 def num_ranges(num_documents: int, range_size: int) -> int:
@@ -106,8 +104,7 @@ def _admit(heap_scores, heap_docs, size, k, score, doc, threshold):
 
 
 def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
-                  k, accumulator, allowed=NO_MASK, first_range=0, last_range=None, share_thresholds=NO_SHARING,
-                  share=0):
+                  k, accumulator, allowed=NO_MASK, first_range=0, last_range=None, share_thresholds=None, share=0):
     """Top-k (document numbers int64, scores float32, postings traversed) of a query, equal to the oracle's.
 
     `doc_numbers`: the index's uint32 array, or its low 16 bits (`local_doc_numbers`; range_size at most
@@ -117,7 +114,8 @@ def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents,
     documents, so that threads can each take a share (`share_bounds`) and their answers be merged by the tie rule.
     Shares running at the same time may pass `share_thresholds` (float32[shares], zeros at the start, the same
     array for all) and their own index `share`: each publishes its k-th best score there once it holds k hits,
-    and skips scores the others' published ones exclude (`_others_floor`), which only saves heap work.
+    and skips scores the others' published ones exclude (`_others_floor`), which only saves heap work. Without
+    them (None) the kernels compile without that test: the one-thread code is the first version's.
     One kernel per form: a single kernel for both (with a runtime or a compile-time switch) measured 2-10% slower
     on the uint32 form than the first version, which is kept as it was."""
     ranges = range_starts.shape[1] - 1
@@ -138,6 +136,8 @@ def _others_floor(share_thresholds, share):
     after this one: ours must be >= its k-th best, i.e. > the next float below. A value read while another
     thread raises it is an older k-th best of the same heap: still a bound, just a lower one."""
     floor = np.float32(0)
+    if share_thresholds is None:
+        return floor
     for i in range(share_thresholds.shape[0]):
         other = share_thresholds[i]
         if i == share or other <= 0:
@@ -146,6 +146,15 @@ def _others_floor(share_thresholds, share):
             other = np.nextafter(other, np.float32(0))
         floor = max(floor, other)
     return floor
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _bar(threshold, floor, share_thresholds):
+    """What a score must beat: the k-th best, or the others' bound if higher (only when sharing: Numba prunes
+    the branch for None, so the one-thread scan compares against the k-th best alone)."""
+    if share_thresholds is None:
+        return threshold
+    return max(threshold, floor)
 
 
 def share_bounds(range_starts: np.ndarray, term_ids: np.ndarray, shares: int) -> np.ndarray:
@@ -191,7 +200,6 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
     """The 16-bit form: `doc_numbers` are the low 16 bits (`local_doc_numbers`; range_size at most
     MAX_LOCAL_RANGE_SIZE), with the chunked scan for k <= CHUNKED_SCAN_MAX_K; otherwise as `_score_blocked32`."""
     masked = allowed.shape[0] > 0
-    sharing = share_thresholds.shape[0] > 1
     # A document's place in its range: (stored number - the range's first document's stored number) & 0xFFFF.
     vocab_size = range_starts.shape[0]
     scale32 = np.float32(scale)
@@ -253,13 +261,14 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
                             continue
                         size = offer(heap_scores, heap_docs, size, k, score, local + base)
             threshold = heap_scores[0] if size == k else np.float32(0)
-            if sharing and size == k:
-                share_thresholds[share] = threshold
+            if share_thresholds is not None:
+                if size == k:
+                    share_thresholds[share] = threshold
         else:
             # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test,
             # and '>' the bound the other shares give (`bar`, the k-th best when there are none).
-            floor = _others_floor(share_thresholds, share) if sharing else np.float32(0)
-            bar = max(threshold, floor)
+            floor = _others_floor(share_thresholds, share)
+            bar = _bar(threshold, floor, share_thresholds)
             if k <= CHUNKED_SCAN_MAX_K:
                 for start in range(0, width, SCAN_CHUNK):
                     end = min(start + SCAN_CHUNK, width)
@@ -273,7 +282,7 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
                         if score > bar and (not masked or allowed[local + base]):
                             size, threshold = _admit(heap_scores, heap_docs, size, k, score, local + base,
                                                      threshold)
-                            bar = max(threshold, floor)
+                            bar = _bar(threshold, floor, share_thresholds)
             else:
                 for local in range(width):
                     score = acc[local]
@@ -290,9 +299,10 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
                             heap_docs[0] = local + base
                             sift_down(heap_scores, heap_docs, size, 0)
                             threshold = heap_scores[0]
-                        bar = max(threshold, floor)
-            if sharing and size == k:
-                share_thresholds[share] = threshold
+                        bar = _bar(threshold, floor, share_thresholds)
+            if share_thresholds is not None:
+                if size == k:
+                    share_thresholds[share] = threshold
             acc[:] = 0
     docs, scores = sorted_hits(heap_scores, heap_docs, size)
     return docs, scores, postings
@@ -308,7 +318,6 @@ def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documen
     of the documents that may be returned, or empty for all (selection skips the others; see exact.py).
     """
     masked = allowed.shape[0] > 0
-    sharing = share_thresholds.shape[0] > 1
     vocab_size = range_starts.shape[0]
     scale32 = np.float32(scale)
     # The query's valid terms and their float32 weights, computed as the oracle does.
@@ -368,13 +377,14 @@ def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documen
                             continue
                         size = offer(heap_scores, heap_docs, size, k, score, local + base)
             threshold = heap_scores[0] if size == k else np.float32(0)
-            if sharing and size == k:
-                share_thresholds[share] = threshold
+            if share_thresholds is not None:
+                if size == k:
+                    share_thresholds[share] = threshold
         else:
             # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test,
             # and '>' the bound the other shares give (`bar`, the k-th best when there are none).
-            floor = _others_floor(share_thresholds, share) if sharing else np.float32(0)
-            bar = max(threshold, floor)
+            floor = _others_floor(share_thresholds, share)
+            bar = _bar(threshold, floor, share_thresholds)
             for local in range(width):
                 score = acc[local]
                 if score > bar and (not masked or allowed[local + base]):
@@ -390,9 +400,10 @@ def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documen
                         heap_docs[0] = local + base
                         sift_down(heap_scores, heap_docs, size, 0)
                         threshold = heap_scores[0]
-                    bar = max(threshold, floor)
-            if sharing and size == k:
-                share_thresholds[share] = threshold
+                    bar = _bar(threshold, floor, share_thresholds)
+            if share_thresholds is not None:
+                if size == k:
+                    share_thresholds[share] = threshold
             acc[:] = 0
     docs, scores = sorted_hits(heap_scores, heap_docs, size)
     return docs, scores, postings

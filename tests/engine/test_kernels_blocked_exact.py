@@ -140,6 +140,24 @@ def test_single_range_and_ragged_last_range():
                                  oracle(c, term_ids, weights, 10))
 
 
+def test_shares_keep_the_tie_rule_when_every_score_ties():
+    """Every document scores the same, so the top-k is the k lowest document numbers whichever share publishes
+    its k-th best first: a later share's k-th best excludes only lower scores, never equal ones."""
+    num_documents = 5000  # five ranges of 1,024
+    offsets, doc_numbers, impacts = invert(np.arange(num_documents), np.zeros(num_documents, np.int64),
+                                           np.full(num_documents, 7), 1)
+
+    class C:
+        pass
+    c = C()
+    c.offsets, c.doc_numbers, c.impacts, c.num_documents, c.scale = offsets, doc_numbers, impacts, num_documents, \
+        np.float32(0.05)
+    for k in (1, 10, 1000, 3000):
+        got = blocked(c, [0], [1.5], k)
+        assert got[0].tolist() == list(range(k))
+        assert_bitwise_equal(got, oracle(c, [0], [1.5], k))
+
+
 def test_range_size_limits_are_enforced():
     c = collection("random", num_documents=100, seed=4)
     with pytest.raises(ValueError, match="range_size must be in"):
