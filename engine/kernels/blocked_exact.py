@@ -23,6 +23,10 @@ Refinements of the 16-bit form (docs/index.md, "Faster exact scoring"; the uint3
 - for k <= CHUNKED_SCAN_MAX_K its dense scan first takes the maximum of each chunk of SCAN_CHUNK scores and
   looks at the chunk's scores one by one only when that maximum beats the current k-th best: the same
   comparisons on the same scores in the same order, skipped only where none of them could succeed.
+
+Intra-query threads (engine/scorers/blocked.py): both forms can walk a contiguous share of the ranges; threads
+walk the shares of one query at once, each with its own accumulator and heap, optionally skipping scores that
+the other shares' k-th bests exclude, and their top-k lists are merged by the tie rule (docs/index.md).
 """
 from __future__ import annotations
 
@@ -115,7 +119,7 @@ def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents,
     Shares running at the same time may pass `share_thresholds` (float32[shares], zeros at the start, the same
     array for all) and their own index `share`: each publishes its k-th best score there once it holds k hits,
     and skips scores the others' published ones exclude (`_others_floor`), which only saves heap work. Without
-    them (None) the kernels compile without that test: the one-thread code is the first version's.
+    them (None) the kernels compile without that test: the one-thread code is the kernel as it was before shares.
     One kernel per form: a single kernel for both (with a runtime or a compile-time switch) measured 2-10% slower
     on the uint32 form than the first version, which is kept as it was."""
     ranges = range_starts.shape[1] - 1
