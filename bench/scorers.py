@@ -8,6 +8,8 @@ against score_exact and against Seismic's fastest configuration with R@10 >= 0.9
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M          # real-like set (synth_calibrated.py)
     python bench/scorers.py --synthetic light heavy --docs 1000000          # the project's generators
     python bench/scorers.py --calibrated /tmp/calibrated --tags 100k --queries 300
+    python bench/scorers.py --calibrated /tmp/calibrated --tags 1M --queries 300 --exact-only --no-seismic \
+        --range-sizes 32768 --threads 1 2                                 # intra-query threads (latency only)
 
 Timings drift on shared machines: read the ratios, measured in the same run.
 """
@@ -145,9 +147,36 @@ def bench_collection(name: str, collection: Collection, args, workdir: Path) -> 
                 blocked_exact.score_blocked(local_docs, impacts, ranges, r, n, *queries[i], scale, k, acc)[0],
                 info16)
 
+    if args.threads:
+        add_threaded_blocked(engines, args, queries, offsets, docs, local_docs, impacts, n, scale, exact_bytes)
     if not args.exact_only:
         add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection)
     return run_interleaved(row, engines, queries, reference, args)
+
+
+def add_threaded_blocked(engines, args, queries, offsets, docs, local_docs, impacts, n, scale, exact_bytes) -> None:
+    """The blocked scorer with a query's ranges split between T threads (`--threads`), through the scorer's own
+    path (engine.scorers.blocked.score_in_shares: shares balanced by postings, the process-wide pool, the merge).
+    T threads keep T cores busy: a latency figure for idle cores, not a throughput one."""
+    from engine.kernels.exact import NO_MASK
+    from engine.scorers import intra_query
+    from engine.scorers.blocked import score_in_shares
+
+    intra_query.configure(max(args.threads))
+    for range_size in args.range_sizes:
+        ranges = blocked_exact.prepare_ranges(offsets, docs, n, range_size)
+        forms = {"blocked": docs}
+        if local_docs is not None and range_size <= blocked_exact.MAX_LOCAL_RANGE_SIZE:
+            forms["blocked16"] = local_docs
+        for form, form_docs in forms.items():
+            for threads in [t for t in args.threads if t > 1]:  # one thread: the plain `blocked` engines
+                accumulators = [np.zeros(min(range_size, n), dtype=np.float32) for _ in range(threads)]
+                engines[f"{form} R={range_size} T={threads}"] = (
+                    lambda i, k, d=form_docs, rs=ranges, r=range_size, t=threads, accs=accumulators:
+                    score_in_shares(d, impacts, rs, np.int64(r), np.int64(n), *queries[i], scale, k, accs,
+                                    NO_MASK, t)[0],
+                    {"bytes": exact_bytes + ranges.nbytes + (0 if form_docs is docs else local_docs.nbytes),
+                     "threads": threads})
 
 
 def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection) -> None:
@@ -256,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exact-only", action="store_true", help="only the exact scorers (no approximate builds)")
     parser.add_argument("--seismic-n-postings", type=int, default=2000)
     parser.add_argument("--seismic-threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="*", default=[],
+                        help="also the blocked scorers with each query split between this many threads (1 is the "
+                        "plain blocked engines; e.g. 2 4)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     rows = []

@@ -4,6 +4,8 @@ Rank order: score descending, ties to the lower document number (the engine's on
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numba import njit
 
@@ -72,3 +74,35 @@ def sorted_hits(heap_scores, heap_docs, size):
         heap_docs[0] = heap_docs[size]
         sift_down(heap_scores, heap_docs, size, 0)
     return docs, scores
+
+
+def merge_sorted_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hit lists of disjoint document sets, each best first (document numbers, float32 scores), e.g. the shares
+    of one query's ranges -> the best k of them all by the tie rule: a k-step merge of their heads (a lexsort of
+    the concatenation measured ~0.4 ms at k=1000 and two lists)."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    starts = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d, _ in parts], out=starts[1:])
+    docs = np.concatenate([d for d, _ in parts]).astype(np.int64, copy=False)
+    scores = np.concatenate([s for _, s in parts]).astype(np.float32, copy=False)
+    return _merge_heads(docs, scores, starts, np.int64(k))
+
+
+@njit(nogil=True, cache=True)
+def _merge_heads(docs, scores, starts, k):
+    lists = starts.shape[0] - 1
+    heads = starts[:-1].copy()
+    size = min(k, starts[lists])
+    out_docs = np.empty(size, dtype=np.int64)
+    out_scores = np.empty(size, dtype=np.float32)
+    for j in range(size):
+        best = -1
+        for i in range(lists):
+            h = heads[i]
+            if h < starts[i + 1] and (best < 0 or worse(scores[heads[best]], docs[heads[best]], scores[h], docs[h])):
+                best = i
+        out_docs[j] = docs[heads[best]]
+        out_scores[j] = scores[heads[best]]
+        heads[best] += 1
+    return out_docs, out_scores

@@ -28,6 +28,7 @@ from starlette.responses import Response
 
 from engine import STAGES, InvalidQueryError, SearchResult, Searcher, StageTimes
 from engine import scorers as engine_scorers
+from engine.scorers import intra_query
 from models.variants import served_graph
 from service.errors import NotReadyError, install_error_handlers
 from service.hybrid_options import fusion_from_settings, fusion_info, modes_first_default
@@ -197,6 +198,7 @@ def create_app(
     async def load() -> None:
         loop = asyncio.get_running_loop()
         try:
+            intra_query.configure(settings.search_threads)  # process-wide, like the cores it shares out
             loaded = searcher or await loop.run_in_executor(None, searcher_factory, settings)
             started = time.perf_counter()
             await loop.run_in_executor(None, loaded.warm_up)

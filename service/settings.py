@@ -163,6 +163,14 @@ class Settings(BaseSettings):
     score_threads: int = Field(
         2, ge=1, le=256, description="Threads scoring queries in parallel (Numba releases the GIL)."
     )
+    search_threads: int = Field(
+        1,
+        ge=1,
+        le=64,  # engine.scorers.intra_query.MAX_THREADS (not imported: this module loads without Numba)
+        description="Threads one query may use (`exact-blocked` splits its document ranges between them): the "
+        "default and the cap of the request option `scorer_options.threads`. 1 gives the best throughput under "
+        "concurrent load; more lowers a lone query's latency when cores are idle (docs/index.md).",
+    )
     host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(

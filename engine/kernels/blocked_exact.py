@@ -23,6 +23,10 @@ Refinements of the 16-bit form (docs/index.md, "Faster exact scoring"; the uint3
 - for k <= CHUNKED_SCAN_MAX_K its dense scan first takes the maximum of each chunk of SCAN_CHUNK scores and
   looks at the chunk's scores one by one only when that maximum beats the current k-th best: the same
   comparisons on the same scores in the same order, skipped only where none of them could succeed.
+
+Intra-query threads (engine/scorers/blocked.py): both forms can walk a contiguous share of the ranges; threads
+walk the shares of one query at once, each with its own accumulator and heap, optionally skipping scores that
+the other shares' k-th bests exclude, and their top-k lists are merged by the tie rule (docs/index.md).
 """
 from __future__ import annotations
 
@@ -104,28 +108,104 @@ def _admit(heap_scores, heap_docs, size, k, score, doc, threshold):
 
 
 def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
-                  k, accumulator, allowed=NO_MASK):
+                  k, accumulator, allowed=NO_MASK, first_range=0, last_range=None, share_thresholds=None, share=0):
     """Top-k (document numbers int64, scores float32, postings traversed) of a query, equal to the oracle's.
 
     `doc_numbers`: the index's uint32 array, or its low 16 bits (`local_doc_numbers`; range_size at most
     MAX_LOCAL_RANGE_SIZE). `accumulator` is float32[>= min(range_size, num_documents)], all zeros; it is left all
     zeros. `allowed`: bool[num_documents] of the documents that may be returned, or empty for all.
+    `[first_range, last_range)` (default: every range) limits the walk to those ranges: the top-k among their
+    documents, so that threads can each take a share (`share_bounds`) and their answers be merged by the tie rule.
+    Shares running at the same time may pass `share_thresholds` (float32[shares], zeros at the start, the same
+    array for all) and their own index `share`: each publishes its k-th best score there once it holds k hits,
+    and skips scores the others' published ones exclude (`_others_floor`), which only saves heap work. Without
+    them (None) the kernels compile without that test: the one-thread code is the kernel as it was before shares.
     One kernel per form: a single kernel for both (with a runtime or a compile-time switch) measured 2-10% slower
     on the uint32 form than the first version, which is kept as it was."""
+    ranges = range_starts.shape[1] - 1
+    last_range = ranges if last_range is None else last_range
+    if not 0 <= first_range <= last_range <= ranges:
+        raise ValueError(f"ranges [{first_range}, {last_range}) must lie within [0, {ranges}]")
     kernel = _score_blocked16 if doc_numbers.dtype == np.uint16 else _score_blocked32
     return kernel(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale, k,
-                  accumulator, allowed)
+                  accumulator, allowed, np.int64(first_range), np.int64(last_range), share_thresholds,
+                  np.int64(share))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _others_floor(share_thresholds, share):
+    """The score a hit of share `share` must beat, given the k-th best scores the other shares published (0: none
+    yet). Shares are contiguous and ascending, so a share before this one holds k hits that each rank above any
+    of ours with a score <= its k-th best (equal scores go to the lower document): ours must be > it; a share
+    after this one: ours must be >= its k-th best, i.e. > the next float below. A value read while another
+    thread raises it is an older k-th best of the same heap: still a bound, just a lower one."""
+    floor = np.float32(0)
+    if share_thresholds is None:
+        return floor
+    for i in range(share_thresholds.shape[0]):
+        other = share_thresholds[i]
+        if i == share or other <= 0:
+            continue
+        if i > share:
+            other = np.nextafter(other, np.float32(0))
+        floor = max(floor, other)
+    return floor
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _bar(threshold, floor, share_thresholds):
+    """What a score must beat: the k-th best, or the others' bound if higher (only when sharing: Numba prunes
+    the branch for None, so the one-thread scan compares against the k-th best alone)."""
+    if share_thresholds is None:
+        return threshold
+    return max(threshold, floor)
+
+
+def share_bounds(range_starts: np.ndarray, term_ids: np.ndarray, shares: int) -> np.ndarray:
+    """Cut the ranges into at most `shares` contiguous, non-empty shares with about equal postings of the query
+    (its terms' postings decide a share's time, and a collection's order can make ranges uneven): int64 bounds
+    [0, ..., ranges], share i being ranges [bounds[i], bounds[i + 1]). Fewer shares when there are fewer ranges,
+    or when a few heavy ranges hold most postings (a range is never split)."""
+    return _share_bounds(range_starts, term_ids, np.int64(max(1, int(shares))))
+
+
+@njit(nogil=True, cache=True)
+def _share_bounds(range_starts, term_ids, shares):
+    # Numba: the numpy form of this (fancy indexing, cumsum, searchsorted, unique) cost ~60 us a query.
+    vocab_size, ranges = range_starts.shape[0], range_starts.shape[1] - 1
+    # Each range also costs a scan of its documents: one unit a range keeps an all-empty query evenly cut.
+    cost = np.ones(ranges, dtype=np.int64)
+    for q in range(term_ids.shape[0]):
+        term = term_ids[q]
+        if term < 0 or term >= vocab_size:
+            continue  # as the kernels do: ignored
+        for r in range(ranges):
+            cost[r] += range_starts[term, r + 1] - range_starts[term, r]
+    total = cost.sum()
+    bounds = np.empty(min(shares, ranges) + 1, dtype=np.int64)
+    bounds[0] = 0
+    count = 1
+    running = 0
+    share = 1  # the next cut ends share `share`: after the first range where running >= total * share / shares
+    for r in range(ranges - 1):
+        running += cost[r]
+        if share < shares and running * shares >= total * share and count < bounds.shape[0] - 1:
+            bounds[count] = r + 1
+            count += 1
+            while share < shares and running * shares >= total * share:
+                share += 1
+    bounds[count] = ranges
+    return bounds[:count + 1]
 
 
 @njit(nogil=True, cache=True)
 def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
-                     k, accumulator, allowed):
+                     k, accumulator, allowed, first_range, last_range, share_thresholds, share):
     """The 16-bit form: `doc_numbers` are the low 16 bits (`local_doc_numbers`; range_size at most
     MAX_LOCAL_RANGE_SIZE), with the chunked scan for k <= CHUNKED_SCAN_MAX_K; otherwise as `_score_blocked32`."""
     masked = allowed.shape[0] > 0
     # A document's place in its range: (stored number - the range's first document's stored number) & 0xFFFF.
     vocab_size = range_starts.shape[0]
-    ranges = range_starts.shape[1] - 1
     scale32 = np.float32(scale)
     # The query's valid terms and their float32 weights, computed as the oracle does.
     num_terms = 0
@@ -146,7 +226,7 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
     size = 0
     threshold = np.float32(0)
     postings = 0
-    for r in range(ranges):
+    for r in range(first_range, last_range):
         base = r * range_size
         stored_base = base & 0xFFFF
         width = min(range_size, num_documents - base)
@@ -185,25 +265,32 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
                             continue
                         size = offer(heap_scores, heap_docs, size, k, score, local + base)
             threshold = heap_scores[0] if size == k else np.float32(0)
+            if share_thresholds is not None:
+                if size == k:
+                    share_thresholds[share] = threshold
         else:
-            # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test.
+            # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test,
+            # and '>' the bound the other shares give (`bar`, the k-th best when there are none).
+            floor = _others_floor(share_thresholds, share)
+            bar = _bar(threshold, floor, share_thresholds)
             if k <= CHUNKED_SCAN_MAX_K:
                 for start in range(0, width, SCAN_CHUNK):
                     end = min(start + SCAN_CHUNK, width)
                     best = np.float32(0)
                     for local in range(start, end):
                         best = max(best, acc[local])
-                    if best <= threshold:
+                    if best <= bar:
                         continue  # no score of the chunk passes the test below
                     for local in range(start, end):
                         score = acc[local]
-                        if score > threshold and (not masked or allowed[local + base]):
+                        if score > bar and (not masked or allowed[local + base]):
                             size, threshold = _admit(heap_scores, heap_docs, size, k, score, local + base,
                                                      threshold)
+                            bar = _bar(threshold, floor, share_thresholds)
             else:
                 for local in range(width):
                     score = acc[local]
-                    if score > threshold and (not masked or allowed[local + base]):
+                    if score > bar and (not masked or allowed[local + base]):
                         if size < k:
                             heap_scores[size] = score
                             heap_docs[size] = local + base
@@ -216,6 +303,10 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
                             heap_docs[0] = local + base
                             sift_down(heap_scores, heap_docs, size, 0)
                             threshold = heap_scores[0]
+                        bar = _bar(threshold, floor, share_thresholds)
+            if share_thresholds is not None:
+                if size == k:
+                    share_thresholds[share] = threshold
             acc[:] = 0
     docs, scores = sorted_hits(heap_scores, heap_docs, size)
     return docs, scores, postings
@@ -223,7 +314,7 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
 
 @njit(nogil=True, cache=True)
 def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
-                     k, accumulator, allowed):
+                     k, accumulator, allowed, first_range, last_range, share_thresholds, share):
     """The uint32 form, unchanged from the first version (the chunked scan did not measure faster here).
 
     `accumulator` is float32[>= min(range_size, num_documents)], all zeros; it is left all zeros. Term ids
@@ -232,7 +323,6 @@ def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documen
     """
     masked = allowed.shape[0] > 0
     vocab_size = range_starts.shape[0]
-    ranges = range_starts.shape[1] - 1
     scale32 = np.float32(scale)
     # The query's valid terms and their float32 weights, computed as the oracle does.
     num_terms = 0
@@ -253,7 +343,7 @@ def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documen
     size = 0
     threshold = np.float32(0)
     postings = 0
-    for r in range(ranges):
+    for r in range(first_range, last_range):
         base = r * range_size
         width = min(range_size, num_documents - base)
         acc = accumulator[:width]
@@ -291,11 +381,17 @@ def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documen
                             continue
                         size = offer(heap_scores, heap_docs, size, k, score, local + base)
             threshold = heap_scores[0] if size == k else np.float32(0)
+            if share_thresholds is not None:
+                if size == k:
+                    share_thresholds[share] = threshold
         else:
-            # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test.
+            # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test,
+            # and '>' the bound the other shares give (`bar`, the k-th best when there are none).
+            floor = _others_floor(share_thresholds, share)
+            bar = _bar(threshold, floor, share_thresholds)
             for local in range(width):
                 score = acc[local]
-                if score > threshold and (not masked or allowed[local + base]):
+                if score > bar and (not masked or allowed[local + base]):
                     if size < k:
                         heap_scores[size] = score
                         heap_docs[size] = local + base
@@ -308,6 +404,10 @@ def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documen
                         heap_docs[0] = local + base
                         sift_down(heap_scores, heap_docs, size, 0)
                         threshold = heap_scores[0]
+                    bar = _bar(threshold, floor, share_thresholds)
+            if share_thresholds is not None:
+                if size == k:
+                    share_thresholds[share] = threshold
             acc[:] = 0
     docs, scores = sorted_hits(heap_scores, heap_docs, size)
     return docs, scores, postings

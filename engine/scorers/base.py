@@ -13,7 +13,7 @@ engine.scorers.masking): k hits whenever k allowed documents score above 0.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,13 +26,18 @@ from engine.query import SparseQuery
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """A numeric request option of a scorer: its default and inclusive limits."""
+    """A numeric request option of a scorer: its default and inclusive limits. `default_from`, when given, is
+    asked for the default at each use instead (a server setting, e.g. the threads a query may use)."""
 
     default: float
     minimum: float
     maximum: float
     integer: bool = False
     description: str = ""
+    default_from: Callable[[], float] | None = None
+
+    def current_default(self) -> float:
+        return self.default if self.default_from is None else self.default_from()
 
     def check(self, field_name: str, value: Any) -> float | int:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -89,7 +94,7 @@ class Scorer(abc.ABC):
     @classmethod
     def resolve_options(cls, given: Mapping[str, Any] | None, field_prefix: str = "scorer_options") -> dict[str, Any]:
         """Defaults overlaid with `given`, each checked against its limits (InvalidQueryError naming the field)."""
-        resolved: dict[str, Any] = {name: spec.default for name, spec in cls.options.items()}
+        resolved: dict[str, Any] = {name: spec.current_default() for name, spec in cls.options.items()}
         for name, value in (given or {}).items():
             spec = cls.options.get(name)
             if spec is None:
@@ -113,6 +118,7 @@ class Scorer(abc.ABC):
     def describe(cls) -> dict[str, Any]:
         return {
             "name": cls.name, "safe": cls.safe, "recall_floor": cls.recall_floor, "requires": sorted(cls.requires),
-            "options": {n: {"default": o.default, "min": o.minimum, "max": o.maximum} for n, o in cls.options.items()},
+            "options": {n: {"default": o.current_default(), "min": o.minimum, "max": o.maximum}
+                        for n, o in cls.options.items()},
             "description": cls.description,
         }

@@ -9,21 +9,41 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection, invert
 
-from engine.kernels.blocked_exact import MIN_RANGE_SIZE, local_doc_numbers, prepare_ranges, score_blocked
+from engine.kernels.blocked_exact import (MIN_RANGE_SIZE, local_doc_numbers, prepare_ranges, score_blocked,
+                                          share_bounds)
 
 from engine.kernels.exact import score_exact
 from engine.query import SparseQuery
+from engine.topk import merge_sorted_top_k
 
 
 def blocked(c, term_ids, weights, k, range_size=MIN_RANGE_SIZE, ranges=None):
+    """The kernel's answer, checked equal across both forms and across ways of cutting the ranges into shares
+    (each share walked alone, the answers merged by the tie rule, as threads do)."""
     ranges = prepare_ranges(c.offsets, c.doc_numbers, c.num_documents, range_size) if ranges is None else ranges
+    term_ids, weights = np.asarray(term_ids, np.int32), np.asarray(weights, np.float32)
     results = []
     for docs in (c.doc_numbers, local_doc_numbers(c.doc_numbers)):  # both forms, every time
         accumulator = np.zeros(min(range_size, c.num_documents), dtype=np.float32)
-        results.append(score_blocked(docs, c.impacts, ranges, range_size, c.num_documents,
-                                     np.asarray(term_ids, np.int32), np.asarray(weights, np.float32), c.scale, k,
-                                     accumulator))
+        whole = score_blocked(docs, c.impacts, ranges, range_size, c.num_documents, term_ids, weights, c.scale, k,
+                              accumulator)
         assert not accumulator.any(), "the accumulator must be left all zeros"
+        num_ranges = ranges.shape[1] - 1
+        for bounds in (share_bounds(ranges, term_ids, 2), share_bounds(ranges, term_ids, 3),
+                       np.arange(num_ranges + 1)):  # balanced shares, and one share a range
+            shares = len(bounds) - 1
+            # Alone; then sharing k-th bests, the shares in order and in reverse (each sees the others' final
+            # ones: the largest bounds, the extremes of what threads running at once see).
+            for thresholds, order in ((None, range(shares)), (np.zeros(shares, np.float32), range(shares)),
+                                      (np.zeros(shares, np.float32), range(shares - 1, -1, -1))):
+                sharing = {} if thresholds is None else {"share_thresholds": thresholds}
+                parts = {i: score_blocked(docs, c.impacts, ranges, range_size, c.num_documents, term_ids, weights,
+                                          c.scale, k, accumulator, first_range=bounds[i], last_range=bounds[i + 1],
+                                          share=i, **sharing) for i in order}
+                assert not accumulator.any(), "the accumulator must be left all zeros"
+                merged = merge_sorted_top_k([(parts[i][0], parts[i][1]) for i in range(shares)], k)
+                assert_bitwise_equal((*merged, sum(part[2] for part in parts.values())), whole)
+        results.append(whole)
     assert_bitwise_equal(results[1], results[0])
     return results[0]
 
@@ -118,6 +138,24 @@ def test_single_range_and_ragged_last_range():
         for term_ids, weights in c.queries[:10]:
             assert_bitwise_equal(blocked(c, term_ids, weights, 10, range_size=range_size),
                                  oracle(c, term_ids, weights, 10))
+
+
+def test_shares_keep_the_tie_rule_when_every_score_ties():
+    """Every document scores the same, so the top-k is the k lowest document numbers whichever share publishes
+    its k-th best first: a later share's k-th best excludes only lower scores, never equal ones."""
+    num_documents = 5000  # five ranges of 1,024
+    offsets, doc_numbers, impacts = invert(np.arange(num_documents), np.zeros(num_documents, np.int64),
+                                           np.full(num_documents, 7), 1)
+
+    class C:
+        pass
+    c = C()
+    c.offsets, c.doc_numbers, c.impacts, c.num_documents, c.scale = offsets, doc_numbers, impacts, num_documents, \
+        np.float32(0.05)
+    for k in (1, 10, 1000, 3000):
+        got = blocked(c, [0], [1.5], k)
+        assert got[0].tolist() == list(range(k))
+        assert_bitwise_equal(got, oracle(c, [0], [1.5], k))
 
 
 def test_range_size_limits_are_enforced():

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from engine import InvalidQueryError
+from engine.scorers import intra_query
 from service.app import create_app, open_searcher
 from tests.service.test_api import assert_error_shape
 
@@ -75,3 +76,35 @@ async def test_an_unservable_default_scorer_stops_start_up(service_settings, ser
     assert len(failures) == 1 and isinstance(failures[0], InvalidQueryError)
     error = assert_error_shape(ready, 503, "not_ready")
     assert "SPLADE_SCORER: unknown scorer: 'seismic'" in error["message"]
+
+
+@pytest.fixture
+def one_thread_after():
+    """An app configures the process-wide intra-query cap at start-up; put back the default afterwards."""
+    yield
+    intra_query.configure(1)
+
+
+@pytest.mark.parametrize("threads, fragment, limit", [
+    (0, "must be in [1, 64], got 0", "1, 64"),
+    (65, "must be in [1, 64], got 65", "1, 64"),
+    (1.5, "must be an integer, got 1.5", None),
+])
+async def test_the_threads_option_outside_its_limits_is_422(in_process, threads, fragment, limit):
+    body = {"query": "protein folding", "scorer": "exact-blocked", "scorer_options": {"threads": threads}}
+    async with in_process() as client:
+        response = await client.post("/search", json=body)
+    error = assert_error_shape(response, 422, "validation_error")
+    assert error["details"][0]["field"] == "scorer_options.threads" and fragment in error["message"], error
+    assert error["details"][0]["limit"] == limit
+
+
+async def test_search_threads_is_the_default_of_the_threads_option(in_process, scifact_queries, one_thread_after):
+    async with in_process(search_threads=2) as client:
+        info = (await client.get("/info")).json()
+        exact = (await client.post("/search", json={"query": scifact_queries[1], "k": 10})).json()
+        split = (await client.post("/search", json={"query": scifact_queries[1], "k": 10, "scorer": "exact-blocked",
+                                                    "scorer_options": {"threads": 2}})).json()
+    assert info["settings"]["search_threads"] == 2 and intra_query.max_threads() == 2
+    assert info["scorers"]["details"]["exact-blocked"]["options"]["threads"] == {"default": 2, "min": 1, "max": 64}
+    assert split["hits"] == exact["hits"] and split["postings_traversed"] == exact["postings_traversed"]

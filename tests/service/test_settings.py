@@ -47,6 +47,8 @@ def test_every_field_is_documented():
         ({"SPLADE_REQUEST_TIMEOUT_S": "-1"}, "SPLADE_REQUEST_TIMEOUT_S"),
         ({"SPLADE_DEFAULT_K": "20", "SPLADE_MAX_K": "10"}, "SPLADE_DEFAULT_K"),
         ({"SPLADE_MAX_BATCH_QUERIES": "10", "SPLADE_QUEUE_LIMIT": "5"}, "SPLADE_QUEUE_LIMIT"),
+        ({"SPLADE_SEARCH_THREADS": "0"}, "SPLADE_SEARCH_THREADS"),
+        ({"SPLADE_SEARCH_THREADS": "65"}, "SPLADE_SEARCH_THREADS"),
     ],
 )
 def test_invalid_settings_name_the_field(monkeypatch, env, named):
@@ -61,6 +63,18 @@ def test_the_limit_is_in_the_message(monkeypatch):
     monkeypatch.setenv("SPLADE_PORT", "70000")
     with pytest.raises(SettingsError, match="65535"):
         load_settings()
+
+
+def test_search_threads_has_the_engines_limit(monkeypatch):
+    """SPLADE_SEARCH_THREADS caps the `threads` request option: the same limit as the engine's cap."""
+    from engine.scorers import intra_query
+
+    monkeypatch.setenv("SPLADE_SEARCH_THREADS", str(intra_query.MAX_THREADS))
+    assert load_settings().search_threads == intra_query.MAX_THREADS
+    monkeypatch.setenv("SPLADE_SEARCH_THREADS", str(intra_query.MAX_THREADS + 1))
+    with pytest.raises(SettingsError, match=f"SPLADE_SEARCH_THREADS.*{intra_query.MAX_THREADS}"):
+        load_settings()
+    assert Settings.model_fields["search_threads"].default == 1  # one thread a query: best for throughput
 
 
 def test_service_refuses_to_start_with_invalid_settings():
