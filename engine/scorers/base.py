@@ -19,9 +19,21 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.errors import InvalidQueryError
+from engine.errors import IndexFormatError, InvalidQueryError
 from engine.index_format import InvertedIndex, PartWriter
 from engine.query import SparseQuery
+
+
+FORWARD_INDEX_MAX_VOCABULARY = 1 << 16  # forward indexes and summaries store 16-bit term ids
+
+
+def check_forward_index_source(part: str, index: InvertedIndex) -> None:
+    """IndexFormatError unless `index` can feed a part built on a forward index (16-bit term ids, uint8 impacts)."""
+    if index.vocab_size > FORWARD_INDEX_MAX_VOCABULARY:
+        raise IndexFormatError(f"{part}: the vocabulary has {index.vocab_size} terms; this part stores 16-bit term "
+                               f"ids (at most {FORWARD_INDEX_MAX_VOCABULARY})")
+    if index.impacts.dtype != np.uint8:
+        raise IndexFormatError(f"{part}: needs uint8 impacts, the index has {index.impacts.dtype.name}")
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import IndexFormatError
 from engine.index_format import InvertedIndex, PartWriter
 from engine.kernels import clustered as kernel
 from engine.kernels.exact import score_exact
 from engine.manifest import PartInfo
 from engine.query import SparseQuery
 from engine.scorers import masking
-from engine.scorers.base import OptionSpec, Scorer, TopK
+from engine.scorers.base import OptionSpec, Scorer, TopK, check_forward_index_source
 
 PART = "clustered"
 PREFIX = f"{PART}."
 PART_VERSION = 1
-MAX_VOCABULARY = 1 << 16  # summaries and the forward index store 16-bit term ids
 _DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16, "forward_impacts": np.uint8,
            "list_block_offsets": np.int64, "block_doc_offsets": np.int64, "block_docs": np.uint32,
            "list_key_offsets": np.int64, "summary_keys": np.uint16, "key_entry_offsets": np.int64,
@@ -38,11 +36,7 @@ _INTEGER_PARAMS = {"n_postings", "block_size", "summary_terms", "signature_terms
 
 def write_part(index: InvertedIndex, staged: Path, params: Mapping[str, Any], progress: bool = True
                ) -> tuple[str, PartInfo]:
-    if index.vocab_size > MAX_VOCABULARY:
-        raise IndexFormatError(f"{PART}: the vocabulary has {index.vocab_size} terms; this part stores 16-bit term "
-                               f"ids (at most {MAX_VOCABULARY})")
-    if index.impacts.dtype != np.uint8:
-        raise IndexFormatError(f"{PART}: needs uint8 impacts, the index has {index.impacts.dtype.name}")
+    check_forward_index_source(PART, index)
     built = kernel.build_clustered(index.offsets, index.doc_numbers, index.impacts, index.num_documents,
                                    progress=progress, **params)
     written = kernel.write_clustered(built, staged, PREFIX, **params)

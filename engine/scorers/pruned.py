@@ -10,30 +10,24 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import IndexFormatError
 from engine.index_format import InvertedIndex, PartWriter
 from engine.kernels import pruned_rescore as kernel
 from engine.kernels.exact import score_exact
 from engine.manifest import PartInfo
 from engine.query import SparseQuery
 from engine.scorers import masking
-from engine.scorers.base import OptionSpec, Scorer, TopK
+from engine.scorers.base import OptionSpec, Scorer, TopK, check_forward_index_source
 
 PART = "pruned_rescore"
 PREFIX = f"{PART}."
 PART_VERSION = 1
-MAX_VOCABULARY = 1 << 16  # the forward index stores 16-bit term ids
 _DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16, "forward_impacts": np.uint8,
            "pruned_offsets": np.int64, "pruned_docs": np.uint32, "pruned_impacts": np.uint8}
 
 
 def write_part(index: InvertedIndex, staged: Path, n_postings: int = kernel.DEFAULT_N_POSTINGS,
                progress: bool = True) -> tuple[str, PartInfo]:
-    if index.vocab_size > MAX_VOCABULARY:
-        raise IndexFormatError(f"{PART}: the vocabulary has {index.vocab_size} terms; this part stores 16-bit term "
-                               f"ids (at most {MAX_VOCABULARY})")
-    if index.impacts.dtype != np.uint8:
-        raise IndexFormatError(f"{PART}: needs uint8 impacts, the index has {index.impacts.dtype.name}")
+    check_forward_index_source(PART, index)
     built = kernel.build_pruned(index.offsets, index.doc_numbers, index.impacts, index.num_documents,
                                 n_postings=int(n_postings), progress=progress)
     written = kernel.write_pruned(built, staged, PREFIX, n_postings=int(n_postings))
