@@ -9,13 +9,16 @@ MODEL_DIR ?= $(DATA_DIR)/models/splade-tiny
 CORPUS ?= $(DATA_DIR)/corpora/python-docs.jsonl
 INDEX_DIR ?= $(DATA_DIR)/indexes/python-docs
 PYTEST_ARGS ?=
+# Two pytest-xdist workers (CI has 2 cores), a test module per work unit; tests/conftest.py makes the modules that
+# share a costly session fixture one unit and hands those out first.
+TEST_WORKERS ?= 2
 
 .PHONY: run test install model demo-index serve bench clean
 
 run: install model demo-index serve
 
 test: install model
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 

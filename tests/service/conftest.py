@@ -105,17 +105,3 @@ def sum_metric(text: str, name: str, labels: dict[str, str] | None = None) -> fl
             if sample.name == name and all(sample.labels.get(k) == v for k, v in (labels or {}).items()):
                 total += sample.value
     return total
-
-
-@pytest.fixture(scope="session")
-def live_service(default_model_dir, small_index_dir):
-    """A real `python -m service` (uvicorn) on 127.0.0.1 over the small index; its base URL.
-
-    One encoder thread per call (as the `searcher` fixture) so the two encode with identical arithmetic.
-    """
-    from tests.support.server import running_service
-
-    env = {"SPLADE_DEVICE": "cpu", "SPLADE_INTRA_OP_THREADS": "1", "SPLADE_MAX_QUERY_TERMS": "64",
-           "SPLADE_LOG_LEVEL": "warning"}
-    with running_service(default_model_dir, small_index_dir, env) as base_url:
-        yield base_url

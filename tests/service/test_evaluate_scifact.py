@@ -1,10 +1,14 @@
 """Acceptance on SciFact (issue 3): end-to-end nDCG@10 of `python -m service.evaluate` against the float32 exact
 reference (../shared/reference/scifact-splade-tiny.json): 0.6436 with no pruning, 0.6483 with 256 document terms
-and 32 query terms, each within 0.005. The corpus is encoded once; both indexes are built from the saved vectors.
+and 32 query terms, each within 0.005. The corpus is encoded once (`scifact_vectors`, tests/conftest.py); every
+index is built from the saved vectors, the unpruned one only once (the tests that read it share it; the one that
+changes it works on a copy).
 """
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,18 +19,16 @@ from tests.conftest import run_module
 TOLERANCE = 0.005
 
 
-@pytest.fixture(scope="module")
-def scifact_vectors(tmp_path_factory, default_model_dir, scifact_dir):
-    out = tmp_path_factory.mktemp("scifact") / "vectors.jsonl"
-    run_module("index_builder", "encode", "--model", str(default_model_dir), "--corpus", str(scifact_dir),
-               "--out", str(out), "--max-length", "256", "--batch-size", "32", "--no-progress")
-    return out
-
-
 def build_from(vectors, model_dir, out, *extra):
     run_module("index_builder", "build", "--model", str(model_dir), "--corpus", str(vectors), "--out", str(out),
                "--no-progress", *extra)
     return out
+
+
+@pytest.fixture(scope="module")
+def full_index(scifact_vectors, default_model_dir, tmp_path_factory):
+    """The unpruned index of the whole corpus, built once and only read (evaluation writes nothing into it)."""
+    return build_from(scifact_vectors, default_model_dir, tmp_path_factory.mktemp("scifact_full") / "full")
 
 
 def evaluate(index_dir, model_dir, scifact_dir, tmp_path, *extra):
@@ -40,8 +42,8 @@ def evaluate(index_dir, model_dir, scifact_dir, tmp_path, *extra):
 
 
 @pytest.mark.slow
-def test_unpruned_index_matches_the_float_reference(scifact_vectors, default_model_dir, scifact_dir, tmp_path):
-    index_dir = build_from(scifact_vectors, default_model_dir, tmp_path / "full")
+def test_unpruned_index_matches_the_float_reference(full_index, default_model_dir, scifact_dir, tmp_path):
+    index_dir = full_index
     manifest = open_index(index_dir).manifest
     assert manifest["counts"]["documents"] == 5183
     assert manifest["document_max_length"] == 256 and manifest["doc_max_terms"] is None
@@ -99,12 +101,12 @@ def test_evaluate_reports_bad_input_clearly(small_index_dir, default_model_dir, 
 
 
 @pytest.mark.slow
-def test_every_mode_in_one_run_bm25_reference_and_hybrid_beats_both(scifact_vectors, default_model_dir,
-                                                                    scifact_dir, tmp_path):
+def test_every_mode_in_one_run_bm25_reference_and_hybrid_beats_both(full_index, default_model_dir, scifact_dir,
+                                                                    tmp_path):
     """Issue 12: the BM25 field (built by default, also from saved vectors with their text) reproduces the
     Snowball-stemmed BM25 reference for SciFact (0.686 nDCG@10, within 0.01), and hybrid with the server's
     default fusion (chosen on the train queries) beats both BM25 and SPLADE alone on the test queries."""
-    index_dir = build_from(scifact_vectors, default_model_dir, tmp_path / "full")
+    index_dir = full_index
     assert "bm25" in open_index(index_dir).parts
     figures, _ = evaluate(index_dir, default_model_dir, scifact_dir, tmp_path, "--modes", "splade,bm25,hybrid")
     ndcg = {row["mode"]: row["metrics"]["nDCG@10"] for row in figures["modes"]}
@@ -127,12 +129,12 @@ def write_train_queries(scifact_dir, out):
 
 
 @pytest.mark.slow
-def test_tuned_approximate_scorer_keeps_ndcg_within_0005_of_exact(scifact_vectors, default_model_dir, scifact_dir,
+def test_tuned_approximate_scorer_keeps_ndcg_within_0005_of_exact(full_index, default_model_dir, scifact_dir,
                                                                   tmp_path):
     """Issue 10 acceptance: `pruned-rescore` tuned to recall@10 >= 0.99 on SciFact's TRAIN queries (static pruning
     active: 1,000 postings a term) answers the 300 TEST queries with an nDCG@10 within 0.005 of the exact scorer's
     on the same index, both through `python -m evaluation` (the Searcher) at k = 10."""
-    index_dir = build_from(scifact_vectors, default_model_dir, tmp_path / "full")
+    index_dir = Path(shutil.copytree(full_index, tmp_path / "full"))  # add-parts and tune change the index
     run_module("index_builder", "add-parts", "--index", str(index_dir), "--scorer", "pruned-rescore",
                "--param", "n_postings=1000")
     queries, count = write_train_queries(scifact_dir, tmp_path / "train.jsonl")
@@ -157,11 +159,11 @@ def test_tuned_approximate_scorer_keeps_ndcg_within_0005_of_exact(scifact_vector
 
 
 @pytest.mark.slow
-def test_tuned_clustered_scorer_keeps_ndcg_within_0005_of_exact(scifact_vectors, default_model_dir, scifact_dir,
+def test_tuned_clustered_scorer_keeps_ndcg_within_0005_of_exact(full_index, default_model_dir, scifact_dir,
                                                                 tmp_path):
     """The same acceptance for `clustered` (Seismic-style blocks): its part with static pruning active (1,000
     postings a term on average, lists capped at 3x), tuned on the TRAIN queries, evaluated on the TEST queries."""
-    index_dir = build_from(scifact_vectors, default_model_dir, tmp_path / "full")
+    index_dir = Path(shutil.copytree(full_index, tmp_path / "full"))  # add-parts and tune change the index
     run_module("index_builder", "add-parts", "--index", str(index_dir), "--scorer", "clustered",
                "--param", "n_postings=1000", "--param", "max_fraction=3.0")
     queries, _ = write_train_queries(scifact_dir, tmp_path / "train.jsonl")

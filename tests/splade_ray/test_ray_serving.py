@@ -20,15 +20,12 @@ import pytest
 from engine import open_index
 
 from index_builder.shard import split_index
-from tests.support.server import free_port, running_service
+from tests.support.server import free_port
 
 # Ray Serve's own pydantic models warn on import; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 SHARDS = 2
-# Single-process settings of the comparison: one encoder thread per call on both sides (identical arithmetic).
-SERVICE_ENV = {"SPLADE_DEVICE": "cpu", "SPLADE_INTRA_OP_THREADS": "1", "SPLADE_MAX_QUERY_TERMS": "64",
-               "SPLADE_LOG_LEVEL": "warning"}
 # The ingress's deadline: well above a query's time on a busy machine; the outage test keeps a shard down longer.
 REQUEST_TIMEOUT_S = 8.0
 
@@ -53,10 +50,10 @@ def ranked(response: httpx.Response) -> list[tuple[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def single_process_answers(default_model_dir, small_index_dir, test_queries) -> dict[str, list[tuple[str, float]]]:
-    """Every test query's top-10 from a real `python -m service` over the same index."""
-    with running_service(default_model_dir, small_index_dir, SERVICE_ENV) as base_url, \
-            httpx.Client(base_url=base_url, timeout=60) as client:
+def single_process_answers(live_service, test_queries) -> dict[str, list[tuple[str, float]]]:
+    """Every test query's top-10 from a real `python -m service` over the same index (tests/conftest.py: one
+    encoder thread per call, 64 query terms, as the Ray deployment below: identical arithmetic)."""
+    with httpx.Client(base_url=live_service, timeout=60) as client:
         return {q: ranked(client.post("/search", json={"query": q, "k": 10})) for q in test_queries}
 
 
