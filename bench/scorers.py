@@ -8,6 +8,8 @@ against score_exact and against Seismic's fastest configuration with R@10 >= 0.9
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M          # real-like set (synth_calibrated.py)
     python bench/scorers.py --synthetic light heavy --docs 1000000          # the project's generators
     python bench/scorers.py --calibrated /tmp/calibrated --tags 100k --queries 300
+    python bench/scorers.py --calibrated /tmp/calibrated --tags 1M --impact-bits 16 \
+        --clustered-configs 10:0.9 15:0.7 20:0.5                           # float-equivalent (uint16) scores
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M --queries 300 --exact-only --no-seismic \
         --range-sizes 32768 --threads 1 2                                 # intra-query threads (latency only)
 
@@ -109,16 +111,18 @@ class Seismic:
 def bench_collection(name: str, collection: Collection, args, workdir: Path) -> dict:
     print(f"== {name}: {collection.num_documents:,} documents", flush=True)
     queries = [sorted_query(collection, i) for i in range(min(args.queries, collection.num_queries))]
-    row: dict = {"name": name, "documents": collection.num_documents, "queries": len(queries), "engines": {}}
+    row: dict = {"name": name, "documents": collection.num_documents, "queries": len(queries), "engines": {},
+                 "impact_bits": args.impact_bits}
     t0 = time.perf_counter()
     build_index_from_csr(workdir / name, collection.indptr, collection.term_ids, collection.weights,
-                         vocab_size=VOCAB_SIZE)
+                         vocab_size=VOCAB_SIZE, impact_bits=args.impact_bits)
     index = open_index(workdir / name)
     offsets, docs, impacts = np.asarray(index.offsets), np.asarray(index.doc_numbers), np.asarray(index.impacts)
     n, scale = index.num_documents, np.float32(index.scale)
     exact_bytes = offsets.nbytes + docs.nbytes + impacts.nbytes
     row["exact"] = {"build_s": time.perf_counter() - t0, "bytes": exact_bytes}
-    print(f"exact index {exact_bytes / 2**20:.0f} MiB, built in {row['exact']['build_s']:.1f} s", flush=True)
+    print(f"exact index ({impacts.dtype.name} impacts) {exact_bytes / 2**20:.0f} MiB, built in "
+          f"{row['exact']['build_s']:.1f} s", flush=True)
 
     t0 = time.perf_counter()
     reference = {k: float_reference(collection, queries, k) for k in args.k}
@@ -180,6 +184,12 @@ def add_threaded_blocked(engines, args, queries, offsets, docs, local_docs, impa
 
 
 def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection) -> None:
+    if impacts.dtype == np.uint8:  # pruned rescoring serves uint8 indexes only
+        add_pruned(engines, args, queries, offsets, docs, impacts, n, scale)
+    add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection)
+
+
+def add_pruned(engines, args, queries, offsets, docs, impacts, n, scale) -> None:
     before, t0 = rss_mb(), time.perf_counter()
     pruned = pruned_rescore.build_pruned(offsets, docs, impacts, n, n_postings=args.n_postings)
     info = {"build_s": time.perf_counter() - t0, "bytes": pruned.nbytes(), "rss_mb": rss_mb() - before,
@@ -192,15 +202,19 @@ def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, co
                 lambda i, kk, qc=qc, cand=cand: pruned_rescore.search_pruned(
                     *pruned, *queries[i], scale, kk, qc, cand, *pruned_scratch)[0], info)
 
+
+def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection) -> None:
     if args.clustered:
         before, t0 = rss_mb(), time.perf_counter()
         blocks = clustered.build_clustered(offsets, docs, impacts, n, n_postings=args.clustered_n_postings,
                                            max_fraction=args.max_fraction, block_size=args.block_size,
-                                           summary_energy=args.summary_energy, summary_terms=args.summary_terms)
-        info = {"build_s": time.perf_counter() - t0, "bytes": blocks.nbytes(), "rss_mb": rss_mb() - before}
+                                           summary_energy=args.summary_energy, summary_terms=args.summary_terms,
+                                           threads=args.clustered_threads)
+        info = {"build_s": time.perf_counter() - t0, "bytes": blocks.nbytes(), "rss_mb": rss_mb() - before,
+                "threads": args.clustered_threads}
         print(f"clustered: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
         blocks_scratch = clustered.new_scratch(n, VOCAB_SIZE)
-        for qc, hf in CLUSTERED_CONFIGS:
+        for qc, hf in args.clustered_configs:
             engines[f"clustered qc={qc} hf={hf}"] = (
                 lambda i, k, qc=qc, hf=hf: clustered.search_clustered(
                     *blocks, *queries[i], scale, k, qc, np.float32(hf), *blocks_scratch)[0], info)
@@ -255,12 +269,18 @@ def report_k(row: dict, k: int) -> str:
     for e, v in engines.items():
         m, b = v[f"k{k}"], v["build"]
         build_s = b.get("build_s", row["exact"]["build_s"])
+        built = f"{build_s:.1f}" + (f" ({b['threads']} threads)" if "build_s" in b and "threads" in b else "")
         vs_seismic = f"{m['mean'] / best_seismic['mean']:.2f}x, {m['p99'] / best_seismic['p99']:.2f}x" \
             if best_seismic else "n/a"
         lines.append(f"| {e} | {m['mean']:.2f} / {m['p50']:.2f} / {m['p99']:.2f} | {m['recall']:.4f} "
                      f"| {m['mean'] / base['mean']:.2f}x, {m['p99'] / base['p99']:.2f}x | {vs_seismic} "
-                     f"| {b.get('bytes', 0) / row['exact']['bytes']:.2f}x | {build_s:.1f} |")
+                     f"| {b.get('bytes', 0) / row['exact']['bytes']:.2f}x | {built} |")
     return "\n".join(lines)
+
+
+def _config(text: str) -> tuple[int, float]:
+    cut, factor = text.split(":")
+    return int(cut), float(factor)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the clustered-blocks scorer")
     parser.add_argument("--clustered-n-postings", type=int, default=clustered.DEFAULT_N_POSTINGS)
     parser.add_argument("--max-fraction", type=float, default=clustered.DEFAULT_MAX_FRACTION)
+    parser.add_argument("--clustered-threads", type=int, default=2, help="build threads (Seismic's: --seismic-threads)")
+    parser.add_argument("--clustered-configs", type=_config, nargs="*", default=list(CLUSTERED_CONFIGS),
+                        help="query_cut:heap_factor pairs of the clustered scorer")
+    parser.add_argument("--impact-bits", type=int, choices=[8, 16], default=8,
+                        help="the index's impacts: 16 keeps scores float-equivalent (pruned rescoring: 8 only)")
     parser.add_argument("--block-size", type=int, default=clustered.DEFAULT_BLOCK_SIZE)
     parser.add_argument("--summary-energy", type=float, default=clustered.DEFAULT_SUMMARY_ENERGY)
     parser.add_argument("--summary-terms", type=int, default=clustered.DEFAULT_SUMMARY_TERMS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from engine import passages, scorers
@@ -40,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", action="append", type=parse_param, default=[], metavar="NAME=VALUE",
                         help="build-time parameter of the scorer's parts (repeatable)")
     parser.add_argument("--set-default", action="store_true", help="also make the scorer the index's default")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="cores the build may use (0: all; the parts do not depend on it; clustered uses them)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     if cls is None:
         raise ValueError(f"--scorer: unknown scorer {args.scorer!r} (registered: {sorted(scorers.registered())})")
     open_index(args.index)  # a clear error for a missing or broken index before any work
-    writers = [on_posting_rows(writer) for writer in cls.part_writers(dict(args.param))]
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0 (0: one per core), got {args.threads}")
+    threads = args.threads or os.cpu_count() or 1
+    writers = [on_posting_rows(writer) for writer in cls.part_writers(dict(args.param), threads=threads)]
     if not writers and not args.set_default:
         print(f"{args.scorer} needs no optional part; nothing to do")
         return 0

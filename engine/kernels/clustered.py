@@ -12,7 +12,9 @@ Build time, from the inverted index (term by term, in chunks, so memory stays th
   impact order; clusters larger than `block_size` are cut into near-equal blocks;
 - block summaries: the component-wise maximum of the block's documents (uint8 impacts in the index's scale: an
   unpruned summary bounds every document of the block), cut to the largest components that carry
-  `summary_energy` of its mass (at most `summary_terms`);
+  `summary_energy` of its mass (at most `summary_terms`). A uint16 index (float-equivalent scores) keeps its
+  impacts in the forward index; pruning order uses them too, while clustering and summaries use coarse uint8
+  copies, ceil(impact / 257), so a summary still bounds its block (UINT16_SUMMARY_UNIT);
 - summary layout, term-major per list: the list's distinct summary terms (ascending keys), each with its
   (block, value) entries. A query merges its own terms with a list's keys by galloping and reads only their
   entries, instead of a dot product per block (measured 1.8x faster on the summary phase than block-major);
@@ -35,6 +37,7 @@ Query time:
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -45,6 +48,9 @@ from engine.kernels.exact import NO_MASK
 from engine.kernels.forward_index import build_forward
 from engine.kernels.prefetch import prefetch_address
 from engine.topk import offer, sorted_hits
+
+# A uint16 impact v is summarized as ceil(v / 257), a uint8 one as itself: 65535 = 255 x 257.
+UINT16_SUMMARY_UNIT = 257
 
 # Build-time parameters: defaults and valid ranges (inclusive).
 DEFAULT_N_POSTINGS = 2000
@@ -68,22 +74,26 @@ HEAP_FACTOR_RANGE = (0.0, 4.0)
 
 NO_TERM = np.uint16(0xFFFF)
 FILES = ("doc_offsets", "forward_terms", "forward_impacts", "list_block_offsets", "block_doc_offsets",
-         "block_docs", "list_key_offsets", "summary_keys", "key_entry_offsets", "entry_blocks", "entry_values")
+         "block_docs", "list_key_offsets", "summary_keys", "list_entry_offsets", "key_entry_ends", "entry_blocks",
+         "entry_values")
 
 
 class ClusteredIndex(NamedTuple):
     """The flat arrays of the approximate scorer (all mmap-able .npy files)."""
     doc_offsets: np.ndarray         # int64[N+1]   forward index
     forward_terms: np.ndarray       # uint16[P]
-    forward_impacts: np.ndarray     # uint8[P]
+    forward_impacts: np.ndarray     # uint8[P] or uint16[P]: the index's impacts
     list_block_offsets: np.ndarray  # int64[V+1]   term t's blocks: [list_block_offsets[t], [t+1])
     block_doc_offsets: np.ndarray   # int64[B+1]   block b's documents: block_docs[block_doc_offsets[b]:[b+1]]
     block_docs: np.ndarray          # uint32[P']
     list_key_offsets: np.ndarray    # int64[V+1]   term t's summary keys: summary_keys[list_key_offsets[t]:[t+1]]
     summary_keys: np.ndarray        # uint16[D]    ascending within a list
-    key_entry_offsets: np.ndarray   # int64[D+1]   key j's entries: [key_entry_offsets[j], [j+1])
+    list_entry_offsets: np.ndarray  # int64[V+1]   term t's summary entries: [list_entry_offsets[t], [t+1])
+    key_entry_ends: np.ndarray      # uint32[D]    where key j's entries end, counted from its list's first entry
+                                    #              (they start where the list's previous key's end, or at 0):
+                                    #              4 bytes a key instead of an 8-byte global offset
     entry_blocks: np.ndarray        # uint16[E]    block number within the list
-    entry_values: np.ndarray        # uint8[E]     summary value (an impact)
+    entry_values: np.ndarray        # uint8[E]     summary value (uint16 indexes: in UINT16_SUMMARY_UNITs)
 
     @property
     def num_documents(self) -> int:
@@ -119,18 +129,26 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
                     n_postings: int = DEFAULT_N_POSTINGS, block_size: int = DEFAULT_BLOCK_SIZE,
                     summary_terms: int = DEFAULT_SUMMARY_TERMS, signature_terms: int = DEFAULT_SIGNATURE_TERMS,
                     summary_energy: float = DEFAULT_SUMMARY_ENERGY, max_fraction: float = DEFAULT_MAX_FRACTION,
-                    seed: int = 0, chunk_postings: int = 1 << 22, progress: bool = False) -> ClusteredIndex:
+                    seed: int = 0, chunk_postings: int = 1 << 22, progress: bool = False,
+                    threads: int = 1) -> ClusteredIndex:
     """Build the approximate scorer's arrays from an inverted index (offsets int64[V+1], doc_numbers uint32
-    ascending per term, impacts uint8). Terms are processed in chunks of about `chunk_postings` kept postings,
-    so the working memory beyond the output is bounded by the chunk."""
+    ascending per term, impacts uint8 or uint16). Terms are processed in chunks of about `chunk_postings` kept
+    postings, so the working memory beyond the output is bounded by the chunk (plus, for uint16 impacts, a
+    uint8 copy of the impacts for the clustering: one byte a posting). `threads` chunks are clustered at once
+    (the kernel releases the GIL; the working memory grows by a chunk a thread); the output does not depend
+    on it: every term's blocks come from its own seed."""
     check_build_params(n_postings, block_size, summary_terms, signature_terms, summary_energy, max_fraction)
     offsets = np.asarray(offsets, dtype=np.int64)
     vocab = len(offsets) - 1
     doc_offsets, forward_terms, forward_impacts = build_forward(offsets, doc_numbers, impacts, num_documents)
-    sig_terms, sig_impacts = _signatures(doc_offsets, forward_terms, forward_impacts, signature_terms)
+    coarse_forward, coarse_impacts = forward_impacts, impacts
+    if impacts.dtype == np.uint16:
+        coarse_forward, coarse_impacts = coarse_uint8(forward_impacts), coarse_uint8(impacts)
+    levels = int(np.iinfo(impacts.dtype).max) + 1
+    sig_terms, sig_impacts = _signatures(doc_offsets, forward_terms, coarse_forward, signature_terms)
     longest_row = int(np.diff(doc_offsets).max()) if num_documents else 0  # a summary has at most its block's rows
 
-    kept = kept_postings(offsets, impacts, n_postings, max_fraction)
+    kept = kept_postings(offsets, coarse_impacts, n_postings, max_fraction)
     # Chunks of terms with about chunk_postings kept postings each.
     bounds = [0]
     running = np.cumsum(kept)
@@ -139,29 +157,27 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
         nxt = int(np.searchsorted(running, done + chunk_postings, side="right"))
         bounds.append(min(vocab, max(nxt, bounds[-1] + 1)))
     chunks = list(zip(bounds[:-1], bounds[1:]))
-    if progress:
-        from tqdm import tqdm
-        chunks = tqdm(chunks, desc="clustering posting lists", unit="chunk")
 
-    blocks_per_term, block_sizes, block_docs = [], [], []
-    keys_per_term, keys, key_sizes, entry_blocks, entry_values = [], [], [], [], []
-    for t0, t1 in chunks:
+    def cluster_chunk(chunk: tuple[int, int]) -> tuple[np.ndarray, ...]:
+        t0, t1 = chunk
         chunk_kept = int(kept[t0:t1].sum())
         max_blocks = int((2 * -(-kept[t0:t1] // block_size) + 1).sum())
-        out = _cluster_terms(offsets, doc_numbers, impacts, doc_offsets, forward_terms, forward_impacts,
+        out = _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, forward_terms, coarse_forward,
                              sig_terms, sig_impacts, t0, t1, kept, block_size, summary_terms,
                              float(summary_energy), seed, chunk_kept, max_blocks,
                              min(max_blocks * summary_terms, chunk_kept * longest_row))
         (bpt, bsz, bd, nb, nd, kpt, ky, ksz, eb, ev, nk, ne) = out
-        blocks_per_term.append(bpt)
-        block_sizes.append(bsz[:nb].copy())
-        block_docs.append(bd[:nd].copy())
-        keys_per_term.append(kpt)
-        keys.append(ky[:nk].copy())
-        key_sizes.append(ksz[:nk].copy())
-        entry_blocks.append(eb[:ne].copy())
-        entry_values.append(ev[:ne].copy())
-        del out, bsz, bd, ky, ksz, eb, ev
+        # Trimmed copies: the kernel's buffers are sized for the worst case.
+        return (bpt, bsz[:nb].copy(), bd[:nd].copy(), kpt, ky[:nk].copy(), ksz[:nk].copy(), eb[:ne].copy(),
+                ev[:ne].copy())
+
+    with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
+        parts = pool.map(cluster_chunk, chunks)  # in chunk order
+        if progress:
+            from tqdm import tqdm
+            parts = tqdm(parts, total=len(chunks), desc="clustering posting lists", unit="chunk")
+        columns = list(zip(*parts)) or [[] for _ in range(8)]
+    blocks_per_term, block_sizes, block_docs, keys_per_term, keys, key_sizes, entry_blocks, entry_values = columns
 
     def offsets_of(counts: list[np.ndarray]) -> np.ndarray:
         flat = np.concatenate(counts) if counts else np.zeros(0, np.int64)
@@ -172,10 +188,22 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
     def cat(parts: list[np.ndarray], dtype) -> np.ndarray:
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
+    list_key_offsets = offsets_of(keys_per_term)
+    key_starts = offsets_of(key_sizes)  # global, transient: the stored ends are relative to their list
+    list_entry_offsets = key_starts[list_key_offsets]
+    key_lists = np.repeat(np.arange(vocab, dtype=np.int64), np.diff(list_key_offsets))
+    key_entry_ends = (key_starts[1:] - list_entry_offsets[key_lists]).astype(np.uint32)
+    del key_starts, key_lists
     return ClusteredIndex(doc_offsets, forward_terms, forward_impacts,
                           offsets_of(blocks_per_term), offsets_of(block_sizes), cat(block_docs, np.uint32),
-                          offsets_of(keys_per_term), cat(keys, np.uint16), offsets_of(key_sizes),
+                          list_key_offsets, cat(keys, np.uint16), list_entry_offsets, key_entry_ends,
                           cat(entry_blocks, np.uint16), cat(entry_values, np.uint8))
+
+
+def coarse_uint8(impacts: np.ndarray) -> np.ndarray:
+    """uint16 impacts as uint8 upper bounds: ceil(v / UINT16_SUMMARY_UNIT)."""
+    unit = UINT16_SUMMARY_UNIT
+    return ((impacts.astype(np.uint32) + unit - 1) // unit).astype(np.uint8)
 
 
 def kept_postings(offsets: np.ndarray, impacts: np.ndarray, n_postings: int, max_fraction: float) -> np.ndarray:
@@ -238,24 +266,25 @@ def _signatures(doc_offsets, terms, impacts, m):
 
 
 @njit(nogil=True, cache=True)
-def _top_postings(doc_numbers, impacts, lo, hi, n):
+def _top_postings(doc_numbers, impacts, levels, lo, hi, n):
     """Positions of the n highest-impact postings of [lo, hi), impact descending, ties to the lower document
-    (counting sort on the uint8 impact: stable, O(df))."""
-    counts = np.zeros(257, dtype=np.int64)
+    (counting sort on the impact, `levels` values (256 or 65536): stable, O(df + levels))."""
+    top = levels - 1
+    counts = np.zeros(levels + 1, dtype=np.int64)
     for i in range(lo, hi):
-        counts[255 - impacts[i] + 1] += 1
-    for v in range(256):
+        counts[top - np.int64(impacts[i]) + 1] += 1
+    for v in range(levels):
         counts[v + 1] += counts[v]
     order = np.empty(hi - lo, dtype=np.int64)
     for i in range(lo, hi):
-        bucket = 255 - impacts[i]
+        bucket = top - np.int64(impacts[i])
         order[counts[bucket]] = i
         counts[bucket] += 1
     return order[:n]
 
 
 @njit(nogil=True, cache=True)
-def _cluster_terms(offsets, doc_numbers, impacts, doc_offsets, fwd_terms, fwd_impacts, sig_terms, sig_impacts,
+def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms, fwd_impacts, sig_terms, sig_impacts,
                    t0, t1, kept, block_size, summary_terms, summary_energy, seed, max_docs, max_blocks,
                    max_entries):
     vocab = offsets.shape[0] - 1
@@ -284,7 +313,7 @@ def _cluster_terms(offsets, doc_numbers, impacts, doc_offsets, fwd_terms, fwd_im
         n = kept[term]
         if n == 0:
             continue
-        top = _top_postings(doc_numbers, impacts, lo, hi, n)
+        top = _top_postings(doc_numbers, impacts, levels, lo, hi, n)
         docs = np.empty(n, dtype=np.int64)
         for i in range(n):
             docs[i] = doc_numbers[top[i]]
@@ -474,12 +503,12 @@ def search(index: ClusteredIndex, term_ids: np.ndarray, term_weights: np.ndarray
 
 
 @njit(nogil=True, cache=True, inline="always")
-def prefetch_rows(doc, doc_offsets, terms_address, impacts_address):
-    """Start loading a document's forward row (uint16 terms, uint8 impacts) into the cache."""
+def prefetch_rows(doc, doc_offsets, terms_address, impacts_address, impact_bytes):
+    """Start loading a document's forward row (uint16 terms, impacts of `impact_bytes`) into the cache."""
     lo, hi = doc_offsets[doc], doc_offsets[doc + 1]
     for offset in range(lo * 2, hi * 2, 64):
         prefetch_address(terms_address + offset)
-    for offset in range(lo, hi, 64):
+    for offset in range(lo * impact_bytes, hi * impact_bytes, 64):
         prefetch_address(impacts_address + offset)
 
 
@@ -532,7 +561,7 @@ def _pop_max(order, keys, size):
 
 @njit(nogil=True, cache=True)
 def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_offsets, block_doc_offsets, block_docs,
-                     list_key_offsets, summary_keys, key_entry_offsets, entry_blocks, entry_values,
+                     list_key_offsets, summary_keys, list_entry_offsets, key_entry_ends, entry_blocks, entry_values,
                      term_ids, term_weights, scale, k, query_cut, heap_factor, query_positions, dense_query,
                      visited, allowed=NO_MASK):
     """Approximate top-k: (document numbers int64, exact float32 scores, stats int64[4] = blocks summarized,
@@ -594,6 +623,7 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
             for b in range(blocks):
                 cand_blocks[filled + b] = first + b
             lo, hi = list_key_offsets[t], list_key_offsets[t + 1]
+            first_key, entry_base = lo, list_entry_offsets[t]
             for i in range(num_terms):
                 qt = by_id[i]
                 step = 1  # gallop to the first key >= qt, then bisect
@@ -612,7 +642,8 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
                 if summary_keys[lo] != qt:
                     continue
                 w = dense_query[qt]
-                for e in range(key_entry_offsets[lo], key_entry_offsets[lo + 1]):
+                start = entry_base + (np.int64(key_entry_ends[lo - 1]) if lo > first_key else 0)
+                for e in range(start, entry_base + np.int64(key_entry_ends[lo])):
                     cand_scores[filled + entry_blocks[e]] += w * np.float32(entry_values[e])
             filled += blocks
         stats[0] = filled
@@ -629,7 +660,9 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
             capacity += block_doc_offsets[list_block_offsets[t + 1]] - block_doc_offsets[list_block_offsets[t]]
         scored = np.empty(capacity, dtype=np.int64)
         threshold = np.float32(0)
-        bar = np.float32(heap_factor)
+        impact_bytes = forward_impacts.itemsize
+        # A uint16 index's summary scores are in UINT16_SUMMARY_UNITs of its impacts: the unit folds into the bar.
+        bar = np.float32(heap_factor) / np.float32(UINT16_SUMMARY_UNIT if impact_bytes == 2 else 1)
         terms_address = forward_terms.ctypes.data
         impacts_address = forward_impacts.ctypes.data
         current = -1
@@ -637,7 +670,7 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
             current, remaining = _pop_max(order, cand_scores, remaining)
             b = cand_blocks[current]
             for j in range(block_doc_offsets[b], block_doc_offsets[b + 1]):
-                prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address)
+                prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address, impact_bytes)
         while current >= 0:
             summary = cand_scores[current]
             if size == k and summary <= bar * threshold:
@@ -650,7 +683,7 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
                 following, remaining = _pop_max(order, cand_scores, remaining)
                 nb = cand_blocks[following]
                 for j in range(block_doc_offsets[nb], block_doc_offsets[nb + 1]):
-                    prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address)
+                    prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address, impact_bytes)
             b = cand_blocks[current]
             current = following
             for j in range(block_doc_offsets[b], block_doc_offsets[b + 1]):

@@ -1,5 +1,5 @@
 """A forward (document-major) copy of the inverted index, built by transposing it: for document d, its terms
-(ascending, uint16: the vocabulary has at most 65,536 terms) and uint8 impacts are
+(ascending, uint16: the vocabulary has at most 65,536 terms) and impacts (the index's dtype, uint8 or uint16) are
 terms[doc_offsets[d]:doc_offsets[d + 1]], impacts[...]. The approximate scorer rescores its candidates from it.
 The same impacts as the inverted index, so a rescored document gets the oracle's score exactly.
 """
@@ -13,18 +13,19 @@ MAX_VOCAB = 1 << 16
 
 def build_forward(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.ndarray,
                   num_documents: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(doc_offsets int64[N+1], terms uint16[P], impacts uint8[P]); memory: the output plus 8 bytes a document."""
+    """(doc_offsets int64[N+1], terms uint16[P], impacts [P] in the index's dtype); memory: the output plus 8 bytes
+    a document."""
     vocab = len(offsets) - 1
     if vocab > MAX_VOCAB:
         raise ValueError(f"the forward index stores term ids as uint16: vocabulary {vocab} > {MAX_VOCAB}")
-    if np.dtype(impacts.dtype) != np.uint8:
-        raise ValueError(f"the forward index stores uint8 impacts, the index has {impacts.dtype}")
+    if np.dtype(impacts.dtype) not in (np.uint8, np.uint16):
+        raise ValueError(f"the forward index stores uint8 or uint16 impacts, the index has {impacts.dtype}")
     counts = np.zeros(num_documents, dtype=np.int64)
     _count_documents(doc_numbers, counts)
     doc_offsets = np.zeros(num_documents + 1, dtype=np.int64)
     np.cumsum(counts, out=doc_offsets[1:])
     terms = np.empty(len(doc_numbers), dtype=np.uint16)
-    forward_impacts = np.empty(len(doc_numbers), dtype=np.uint8)
+    forward_impacts = np.empty(len(doc_numbers), dtype=impacts.dtype)
     _transpose(np.asarray(offsets, dtype=np.int64), doc_numbers, impacts, doc_offsets, terms, forward_impacts)
     return doc_offsets, terms, forward_impacts
 

@@ -111,7 +111,7 @@ def _prune_terms(offsets, doc_numbers, impacts, pruned_offsets, pruned_docs, pru
         if n == 0:
             continue
         # Kept in document order: the accumulator adds then walk memory forward.
-        top = np.sort(_top_postings(doc_numbers, impacts, lo, hi, n))
+        top = np.sort(_top_postings(doc_numbers, impacts, 256, lo, hi, n))
         out = pruned_offsets[term]
         for i in range(n):
             pruned_docs[out + i] = doc_numbers[top[i]]
@@ -238,10 +238,11 @@ def search_pruned(doc_offsets, forward_terms, forward_impacts, pruned_offsets, p
         terms_address = forward_terms.ctypes.data
         impacts_address = forward_impacts.ctypes.data
         for i in range(min(PREFETCH_AHEAD, num_chosen)):
-            prefetch_rows(chosen[i], doc_offsets, terms_address, impacts_address)
+            prefetch_rows(chosen[i], doc_offsets, terms_address, impacts_address, forward_impacts.itemsize)
         for i in range(num_chosen):
             if i + PREFETCH_AHEAD < num_chosen:
-                prefetch_rows(chosen[i + PREFETCH_AHEAD], doc_offsets, terms_address, impacts_address)
+                prefetch_rows(chosen[i + PREFETCH_AHEAD], doc_offsets, terms_address, impacts_address,
+                              forward_impacts.itemsize)
             doc = chosen[i]
             stats[2] += 1
             stats[3] += doc_offsets[doc + 1] - doc_offsets[doc]

@@ -27,13 +27,15 @@ from engine.query import SparseQuery
 FORWARD_INDEX_MAX_VOCABULARY = 1 << 16  # forward indexes and summaries store 16-bit term ids
 
 
-def check_forward_index_source(part: str, index: InvertedIndex) -> None:
-    """IndexFormatError unless `index` can feed a part built on a forward index (16-bit term ids, uint8 impacts)."""
+def check_forward_index_source(part: str, index: InvertedIndex, impact_dtypes: tuple[str, ...]) -> None:
+    """IndexFormatError unless `index` can feed a part built on a forward index (16-bit term ids, impacts of one
+    of `impact_dtypes`)."""
     if index.vocab_size > FORWARD_INDEX_MAX_VOCABULARY:
         raise IndexFormatError(f"{part}: the vocabulary has {index.vocab_size} terms; this part stores 16-bit term "
                                f"ids (at most {FORWARD_INDEX_MAX_VOCABULARY})")
-    if index.impacts.dtype != np.uint8:
-        raise IndexFormatError(f"{part}: needs uint8 impacts, the index has {index.impacts.dtype.name}")
+    if index.impacts.dtype.name not in impact_dtypes:
+        raise IndexFormatError(f"{part}: needs {' or '.join(impact_dtypes)} impacts, the index has "
+                               f"{index.impacts.dtype.name}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class Scorer(abc.ABC):
     # Names of the build-time parameters among its parts' recorded params (the rest are counts): a new
     # segment's part is built with the same ones (engine.lifecycle).
     build_parameters: ClassVar[frozenset[str]] = frozenset()
+    # The index impact dtypes it serves (a part built on another raises IndexFormatError naming them).
+    impact_dtypes: ClassVar[tuple[str, ...]] = ("uint8", "uint16")
     description: ClassVar[str] = ""
 
     def __init__(self, index: InvertedIndex) -> None:
@@ -99,8 +103,9 @@ class Scorer(abc.ABC):
         return [{}]
 
     @classmethod
-    def part_writers(cls, params: Mapping[str, Any] | None = None) -> list[PartWriter]:
-        """Writers of the optional parts this scorer requires (for engine.index_format.add_parts)."""
+    def part_writers(cls, params: Mapping[str, Any] | None = None, threads: int = 1) -> list[PartWriter]:
+        """Writers of the optional parts this scorer requires (for engine.index_format.add_parts); `threads`: how
+        many cores a writer may use (the parts do not depend on it)."""
         return []
 
     @classmethod

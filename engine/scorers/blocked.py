@@ -82,7 +82,7 @@ class BlockedExactScorer(Scorer):
             self.doc_numbers = index.part_array(PART, LOCAL_DOCS_FILE, np.uint16, index.num_postings)
 
     @classmethod
-    def part_writers(cls, params: Mapping[str, Any] | None = None) -> list[PartWriter]:
+    def part_writers(cls, params: Mapping[str, Any] | None = None, threads: int = 1) -> list[PartWriter]:
         if params:
             raise ValueError(f"{PART}: takes no build parameters, got {sorted(params)}")
         return [write_part]

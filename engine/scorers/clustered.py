@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import IndexFormatError
 from engine.index_format import InvertedIndex, PartWriter
 from engine.kernels import clustered as kernel
 from engine.kernels.exact import score_exact
@@ -22,10 +23,11 @@ from engine.scorers.base import OptionSpec, Scorer, TopK, check_forward_index_so
 
 PART = "clustered"
 PREFIX = f"{PART}."
-PART_VERSION = 1
-_DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16, "forward_impacts": np.uint8,
+PART_VERSION = 2  # 2: per-key entry ends as uint32 within the list (1: global int64 offsets)
+_DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16,  # forward_impacts: the index's impact dtype
            "list_block_offsets": np.int64, "block_doc_offsets": np.int64, "block_docs": np.uint32,
-           "list_key_offsets": np.int64, "summary_keys": np.uint16, "key_entry_offsets": np.int64,
+           "list_key_offsets": np.int64, "summary_keys": np.uint16, "list_entry_offsets": np.int64,
+           "key_entry_ends": np.uint32,
            "entry_blocks": np.uint16, "entry_values": np.uint8}
 # Build parameters a user may set (`add-parts --param NAME=VALUE`), with the part's defaults.
 BUILD_DEFAULTS = {"n_postings": kernel.DEFAULT_N_POSTINGS, "max_fraction": kernel.DEFAULT_MAX_FRACTION,
@@ -34,11 +36,11 @@ BUILD_DEFAULTS = {"n_postings": kernel.DEFAULT_N_POSTINGS, "max_fraction": kerne
 _INTEGER_PARAMS = {"n_postings", "block_size", "summary_terms", "signature_terms"}
 
 
-def write_part(index: InvertedIndex, staged: Path, params: Mapping[str, Any], progress: bool = True
-               ) -> tuple[str, PartInfo]:
-    check_forward_index_source(PART, index)
+def write_part(index: InvertedIndex, staged: Path, params: Mapping[str, Any], progress: bool = True,
+               threads: int = 1) -> tuple[str, PartInfo]:
+    check_forward_index_source(PART, index, ClusteredScorer.impact_dtypes)
     built = kernel.build_clustered(index.offsets, index.doc_numbers, index.impacts, index.num_documents,
-                                   progress=progress, **params)
+                                   progress=progress, threads=threads, **params)
     written = kernel.write_clustered(built, staged, PREFIX, **params)
     return PART, PartInfo(version=PART_VERSION, files=sorted(written["files"].values()),
                           params={**params, **written["counts"]})
@@ -81,24 +83,30 @@ class ClusteredScorer(Scorer):
 
     def __init__(self, index: InvertedIndex) -> None:
         super().__init__(index)
+        version = index.parts[PART].version
+        if version != PART_VERSION:
+            raise IndexFormatError(f"{index.path}: the {PART} part has layout version {version}; this engine reads "
+                                   f"version {PART_VERSION}: rebuild it (python -m index_builder add-parts --scorer "
+                                   f"{PART})")
         count = {"doc_offsets": index.num_documents + 1, "list_block_offsets": index.vocab_size + 1,
-                 "list_key_offsets": index.vocab_size + 1}
+                 "list_key_offsets": index.vocab_size + 1, "list_entry_offsets": index.vocab_size + 1}
         derived = {"forward_terms": ("doc_offsets", 0), "forward_impacts": ("doc_offsets", 0),
                    "block_doc_offsets": ("list_block_offsets", 1), "block_docs": ("block_doc_offsets", 0),
-                   "summary_keys": ("list_key_offsets", 0), "key_entry_offsets": ("list_key_offsets", 1),
-                   "entry_blocks": ("key_entry_offsets", 0), "entry_values": ("key_entry_offsets", 0)}
+                   "summary_keys": ("list_key_offsets", 0), "key_entry_ends": ("list_key_offsets", 0),
+                   "entry_blocks": ("list_entry_offsets", 0), "entry_values": ("list_entry_offsets", 0)}
         arrays: dict[str, np.ndarray] = {}
         for name in kernel.FILES:
             if name in derived:  # a length given by the last offset of the array it hangs off
                 source, extra = derived[name]
                 count[name] = int(arrays[source][-1]) + extra
-            arrays[name] = index.part_array(PART, f"{PREFIX}{name}.npy", _DTYPES[name], count[name])
+            dtype = index.impacts.dtype if name == "forward_impacts" else _DTYPES[name]
+            arrays[name] = index.part_array(PART, f"{PREFIX}{name}.npy", dtype, count[name])
         self.arrays = kernel.ClusteredIndex(*(arrays[name] for name in kernel.FILES))
 
     @classmethod
-    def part_writers(cls, params: Mapping[str, Any] | None = None) -> list[PartWriter]:
+    def part_writers(cls, params: Mapping[str, Any] | None = None, threads: int = 1) -> list[PartWriter]:
         checked = build_params(params)
-        return [lambda index, staged: write_part(index, staged, checked)]
+        return [lambda index, staged: write_part(index, staged, checked, threads=threads)]
 
     @classmethod
     def tuning_grid(cls) -> list[dict[str, Any]]:

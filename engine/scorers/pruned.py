@@ -27,7 +27,7 @@ _DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16, "forward_impacts
 
 def write_part(index: InvertedIndex, staged: Path, n_postings: int = kernel.DEFAULT_N_POSTINGS,
                progress: bool = True) -> tuple[str, PartInfo]:
-    check_forward_index_source(PART, index)
+    check_forward_index_source(PART, index, PrunedRescoreScorer.impact_dtypes)
     built = kernel.build_pruned(index.offsets, index.doc_numbers, index.impacts, index.num_documents,
                                 n_postings=int(n_postings), progress=progress)
     written = kernel.write_pruned(built, staged, PREFIX, n_postings=int(n_postings))
@@ -39,6 +39,7 @@ class PrunedRescoreScorer(Scorer):
     name = "pruned-rescore"
     requires = frozenset({PART})
     safe = False
+    impact_dtypes = ("uint8",)  # its pruned lists and forward rows are uint8
     recall_floor = 0.9  # recall@k at the default knobs in the shared differential test; `tune` for a target
     build_parameters = frozenset({"n_postings"})
     options = {
@@ -62,7 +63,7 @@ class PrunedRescoreScorer(Scorer):
         self.arrays = kernel.PrunedIndex(*(arrays[name] for name in kernel.FILES))
 
     @classmethod
-    def part_writers(cls, params: Mapping[str, Any] | None = None) -> list[PartWriter]:
+    def part_writers(cls, params: Mapping[str, Any] | None = None, threads: int = 1) -> list[PartWriter]:
         n_postings = int((params or {}).get("n_postings", kernel.DEFAULT_N_POSTINGS))
         lo, hi = kernel.N_POSTINGS_RANGE
         if not lo <= n_postings <= hi:

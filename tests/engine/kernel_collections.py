@@ -106,6 +106,15 @@ def collection(kind: str, num_documents: int = 4000, vocab: int = 600, num_queri
     return Collection(offsets, doc_numbers, impacts, np.float32(0.0123), num_documents, queries)
 
 
+def widened(c: Collection, seed: int = 0) -> Collection:
+    """The collection with uint16 impacts: each uint8 impact x 257 plus jitter of up to +-128 (the finer values a
+    16-bit index keeps: ties among uint8 impacts are broken), scale / 257 so the weights stay the same."""
+    rng = np.random.default_rng(seed)
+    jitter = rng.integers(-128, 129, size=len(c.impacts))
+    impacts = np.clip(c.impacts.astype(np.int64) * 257 + jitter, 1, 65535).astype(np.uint16)
+    return Collection(c.offsets, c.doc_numbers, impacts, np.float32(c.scale / 257), c.num_documents, c.queries)
+
+
 def brute_force_scores(c: Collection, term_ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Every document's exact float32 score: the oracle's products, summed in query-term order."""
     acc = np.zeros(c.num_documents, dtype=np.float32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection
+from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection, widened
 
 from engine.kernels import clustered, pruned_rescore
 
@@ -52,6 +52,47 @@ def test_recall_floor_and_exact_scores(scorer, data):
         recalls.append(len(np.intersect1d(docs, expected)) / max(1, len(expected)))
         assert stats.min() >= 0
     assert np.mean(recalls) >= RECALL_FLOOR[scorer], f"{scorer} recall@10 {np.mean(recalls):.3f}"
+
+
+def test_clustered_on_uint16_impacts_keeps_them_for_exact_scores_and_bounds_blocks_in_coarse_units(data):
+    wide = widened(data, seed=3)
+    index = clustered.build_clustered(wide.offsets, wide.doc_numbers, wide.impacts, wide.num_documents,
+                                      n_postings=N_POSTINGS, block_size=8, summary_terms=64)
+    assert index.forward_impacts.dtype == np.uint16 and index.entry_values.dtype == np.uint8
+    # Static pruning orders by the fine impacts: every list keeps its highest uint16 impacts.
+    for term in range(wide.vocab_size):
+        first, last = index.list_block_offsets[term], index.list_block_offsets[term + 1]
+        kept_docs = index.block_docs[index.block_doc_offsets[first]:index.block_doc_offsets[last]]
+        lo, hi = wide.offsets[term], wide.offsets[term + 1]
+        if len(kept_docs) and len(kept_docs) < hi - lo:
+            kept = np.isin(wide.doc_numbers[lo:hi], kept_docs)
+            assert wide.impacts[lo:hi][kept].min() >= wide.impacts[lo:hi][~kept].max()
+    # An unpruned summary (energy 1) bounds its block: summary value x 257 >= every document's impact.
+    full = clustered.build_clustered(wide.offsets, wide.doc_numbers, wide.impacts, wide.num_documents,
+                                     n_postings=N_POSTINGS, block_size=8, summary_energy=1.0)
+    term = int(np.argmax(np.diff(full.list_block_offsets)))
+    block = full.list_block_offsets[term]
+    docs = full.block_docs[full.block_doc_offsets[block]:full.block_doc_offsets[block + 1]]
+    first_key, base = full.list_key_offsets[term], full.list_entry_offsets[term]
+    for key in range(first_key, full.list_key_offsets[term + 1]):
+        entries = range(base + (full.key_entry_ends[key - 1] if key > first_key else 0), base + full.key_entry_ends[key])
+        value = next((full.entry_values[e] for e in entries if full.entry_blocks[e] == 0), 0)
+        t = full.summary_keys[key]
+        lo, hi = wide.offsets[t], wide.offsets[t + 1]
+        in_block = np.isin(wide.doc_numbers[lo:hi], docs)
+        if in_block.any():
+            assert int(value) * clustered.UINT16_SUMMARY_UNIT >= int(wide.impacts[lo:hi][in_block].max())
+    scratch = clustered.new_scratch(wide.num_documents, wide.vocab_size)
+    recalls = []
+    for term_ids, weights in wide.queries:
+        exact = brute_force_scores(wide, term_ids, weights)
+        expected, _ = brute_force_top_k(exact, 10)
+        docs, scores, _ = clustered.search(index, term_ids, weights, wide.scale, 10, query_cut=30, heap_factor=0.5,
+                                           scratch=scratch)
+        assert np.array_equal(scores.view(np.uint32), exact[docs].view(np.uint32))
+        assert np.array_equal(np.lexsort((docs, -scores)), np.arange(len(docs)))
+        recalls.append(len(np.intersect1d(docs, expected)) / max(1, len(expected)))
+    assert np.mean(recalls) >= RECALL_FLOOR["clustered"], f"uint16 recall@10 {np.mean(recalls):.3f}"
 
 
 @pytest.mark.parametrize("scorer", ["pruned_rescore", "clustered"])
@@ -167,3 +208,13 @@ def test_a_mask_is_honoured_during_the_walk():
         assert np.all(allowed[docs])
         exact = brute_force_scores(c, term_ids, weights)
         assert np.array_equal(scores.view(np.uint32), exact[docs].view(np.uint32))
+
+
+def test_a_threaded_build_gives_the_same_arrays():
+    c = collection("real_like", num_documents=2000, seed=11)
+    kwargs = dict(n_postings=N_POSTINGS, block_size=8, summary_terms=64, chunk_postings=500)
+    one = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, **kwargs)
+    three = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, threads=3, **kwargs)
+    assert len(one.block_docs) > 3 * 500  # several chunks, so the threads really share the work
+    for name, a, b in zip(clustered.FILES, one, three):
+        assert np.array_equal(a, b), name

@@ -41,7 +41,7 @@ class _NeedsDocLengths(ExactScorer):
     requires: ClassVar[frozenset[str]] = frozenset({"doc_lengths"})
 
     @classmethod
-    def part_writers(cls, params=None):
+    def part_writers(cls, params=None, threads=1):
         return [doc_lengths_writer]
 
     def search(self, query: SparseQuery, k: int, scratch: Any, options: Mapping[str, Any]) -> TopK:

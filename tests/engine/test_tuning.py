@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from engine import scorers
+from engine.errors import IndexFormatError
 from engine.index_format import add_parts, open_index
 from engine.query import SparseQuery
 from engine.scorers import PrunedRescoreScorer
@@ -109,3 +110,28 @@ def test_cli_tunes_records_and_the_config_is_served(small_index_dir, default_mod
                           str(default_model_dir), "--queries", str(scifact_dir), "--scorer", "nope"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--scorer: unknown scorer: 'nope'" in bad.stderr, bad.stderr
+
+
+def test_add_parts_rejects_a_negative_thread_count_and_an_index_the_part_cannot_serve(small_index_dir, tmp_path):
+    import subprocess
+    import sys
+    bad = subprocess.run([sys.executable, "-m", "index_builder", "add-parts", "--index", str(small_index_dir),
+                          "--scorer", "clustered", "--threads", "-1"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "--threads must be >= 0" in bad.stderr, bad.stderr
+    # pruned-rescore keeps uint8 rows: on a uint16 index its part is a clear error naming both dtypes.
+    import scipy.sparse as sp
+    matrix = sp.random(50, 40, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    wide = tmp_path / "wide"
+    build_index_from_csr(wide, matrix.indptr, matrix.indices, matrix.data, vocab_size=40, impact_bits=16)
+    bad = subprocess.run([sys.executable, "-m", "index_builder", "add-parts", "--index", str(wide),
+                          "--scorer", "pruned-rescore"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "needs uint8 impacts, the index has uint16" in bad.stderr, bad.stderr
+    run_module("index_builder", "add-parts", "--index", str(wide), "--scorer", "clustered", "--threads", "0")
+    assert scorers.registered()["clustered"].for_index(open_index(wide)).arrays.forward_impacts.dtype == np.uint16
+    # A part written in an older layout is refused with what to do, not misread.
+    manifest_path = wide / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["parts"]["clustered"]["version"] = 1
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="layout version 1; this engine reads version 2: rebuild it"):
+        scorers.registered()["clustered"].for_index(open_index(wide))

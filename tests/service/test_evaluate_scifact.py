@@ -165,7 +165,7 @@ def test_tuned_clustered_scorer_keeps_ndcg_within_0005_of_exact(full_index, defa
     postings a term on average, lists capped at 3x), tuned on the TRAIN queries, evaluated on the TEST queries."""
     index_dir = Path(shutil.copytree(full_index, tmp_path / "full"))  # add-parts and tune change the index
     run_module("index_builder", "add-parts", "--index", str(index_dir), "--scorer", "clustered",
-               "--param", "n_postings=1000", "--param", "max_fraction=3.0")
+               "--param", "n_postings=1000", "--param", "max_fraction=3.0", "--threads", "2")
     queries, _ = write_train_queries(scifact_dir, tmp_path / "train.jsonl")
     run_module("index_builder", "tune", "--index", str(index_dir), "--model", str(default_model_dir),
                "--queries", str(queries), "--scorer", "clustered", "--k", "10", "--target-recall", "0.99",
