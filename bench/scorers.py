@@ -85,9 +85,14 @@ def recall(results, reference) -> float:
 
 
 class Seismic:
-    def __init__(self, collection: Collection, n_postings: int, threads: int):
+    def __init__(self, collection: Collection, n_postings: int, threads: int, saved: Path | None = None):
+        """Built from the collection, or loaded from `saved` (a .index.seismic file) when it exists; a new build
+        is saved there when `saved` is given."""
         from seismic import SeismicDataset, SeismicIndex, get_seismic_string
         self.string = get_seismic_string()
+        if saved is not None and saved.exists():
+            self.index = SeismicIndex.load(str(saved))
+            return
         dataset = SeismicDataset()
         n = collection.num_documents
         dataset.add_documents_by_id([str(i) for i in range(n)], collection.term_ids.astype(np.int64),
@@ -95,6 +100,8 @@ class Seismic:
         self.index = SeismicIndex.build_from_dataset(dataset, n_postings=n_postings, centroid_fraction=0.1,
                                                      summary_energy=0.4, num_threads=threads)
         del dataset
+        if saved is not None:
+            self.index.save(str(saved).removesuffix(".index.seismic"))
 
     def query(self, terms, weights):
         return self.terms_as_strings(terms), weights.astype(np.float32)
@@ -154,7 +161,7 @@ def bench_collection(name: str, collection: Collection, args, workdir: Path) -> 
     if args.threads:
         add_threaded_blocked(engines, args, queries, offsets, docs, local_docs, impacts, n, scale, exact_bytes)
     if not args.exact_only:
-        add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection)
+        add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection, name)
     return run_interleaved(row, engines, queries, reference, args)
 
 
@@ -183,10 +190,10 @@ def add_threaded_blocked(engines, args, queries, offsets, docs, local_docs, impa
                      "threads": threads})
 
 
-def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection) -> None:
+def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection, name: str) -> None:
     if impacts.dtype == np.uint8:  # pruned rescoring serves uint8 indexes only
         add_pruned(engines, args, queries, offsets, docs, impacts, n, scale)
-    add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection)
+    add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection, name)
 
 
 def add_pruned(engines, args, queries, offsets, docs, impacts, n, scale) -> None:
@@ -203,7 +210,8 @@ def add_pruned(engines, args, queries, offsets, docs, impacts, n, scale) -> None
                     *pruned, *queries[i], scale, kk, qc, cand, *pruned_scratch)[0], info)
 
 
-def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection) -> None:
+def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection,
+                              name: str) -> None:
     if args.clustered:
         before, t0 = rss_mb(), time.perf_counter()
         blocks = clustered.build_clustered(offsets, docs, impacts, n, n_postings=args.clustered_n_postings,
@@ -221,13 +229,24 @@ def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n,
 
     if args.seismic:
         before, t0 = rss_mb(), time.perf_counter()
-        seismic = Seismic(collection, args.seismic_n_postings, args.seismic_threads)
+        saved = build_record = None
+        if args.seismic_cache:  # the build time of a cached index is the one recorded when it was built
+            stem = f"{name}_p{args.seismic_n_postings}"
+            saved = Path(args.seismic_cache) / f"{stem}.index.seismic"
+            build_record = Path(args.seismic_cache) / f"{stem}.json"
+            saved.parent.mkdir(parents=True, exist_ok=True)
+        cached = saved is not None and saved.exists() and build_record.exists()
+        seismic = Seismic(collection, args.seismic_n_postings, args.seismic_threads, saved)
         info = {"build_s": time.perf_counter() - t0, "rss_mb": rss_mb() - before,
                 "n_postings": args.seismic_n_postings, "threads": args.seismic_threads}
+        if cached:
+            info.update(json.loads(build_record.read_text()), loaded_from=str(saved))
+        elif build_record is not None:
+            build_record.write_text(json.dumps({k: info[k] for k in ("build_s", "rss_mb", "threads")}))
         info["bytes"] = info["rss_mb"] * 2**20
         print(f"seismic: ~{info['rss_mb']:.0f} MiB resident, built in {info['build_s']:.1f} s", flush=True)
         prepared = [seismic.query(*q) for q in queries]
-        for qc, hf in ((5, 1.0), (10, 1.0), (10, 0.9), (20, 1.0)):
+        for qc, hf in ((5, 1.0), (10, 1.0), (10, 0.9), (15, 1.0), (20, 1.0)):
             engines[f"seismic qc={qc} hf={hf}"] = (
                 lambda i, k, qc=qc, hf=hf: seismic.search(prepared[i], k, qc, hf), info)
 
@@ -310,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exact-only", action="store_true", help="only the exact scorers (no approximate builds)")
     parser.add_argument("--seismic-n-postings", type=int, default=2000)
     parser.add_argument("--seismic-threads", type=int, default=2)
+    parser.add_argument("--seismic-cache", help="folder to save Seismic's index in and load it from on later runs "
+                                                "(its recorded build time and resident growth are reported)")
     parser.add_argument("--threads", type=int, nargs="*", default=[],
                         help="also the blocked scorers with each query split between this many threads (1 is the "
                         "plain blocked engines; e.g. 2 4)")
