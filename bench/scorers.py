@@ -246,7 +246,7 @@ def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n,
         info["bytes"] = info["rss_mb"] * 2**20
         print(f"seismic: ~{info['rss_mb']:.0f} MiB resident, built in {info['build_s']:.1f} s", flush=True)
         prepared = [seismic.query(*q) for q in queries]
-        for qc, hf in ((5, 1.0), (10, 1.0), (10, 0.9), (15, 1.0), (20, 1.0)):
+        for qc, hf in ((5, 1.0), (10, 1.0), (10, 0.9), (15, 1.0), (20, 1.0), (20, 0.9), (30, 1.0)):
             engines[f"seismic qc={qc} hf={hf}"] = (
                 lambda i, k, qc=qc, hf=hf: seismic.search(prepared[i], k, qc, hf), info)
 

@@ -302,7 +302,10 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
     nk = 0
     ne = 0
     # Scratch reused across terms.
-    chain_head = np.full(vocab, -1, dtype=np.int64)
+    term_count = np.zeros(vocab, dtype=np.int64)  # the centroids' mini-index: entries a term (0 between terms)
+    term_start = np.empty(vocab, dtype=np.int64)
+    term_cursor = np.empty(vocab, dtype=np.int64)
+    centroid_terms = np.empty(vocab, dtype=np.int64)
     dense_max = np.zeros(vocab, dtype=np.uint8)
     touched_terms = np.empty(vocab, dtype=np.int64)
     for term in range(t0, t1):
@@ -322,27 +325,40 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
         if clusters > 1:
             np.random.seed(seed * 1000003 + term)
             centroids = np.random.permutation(n)[:clusters]
-            # Inverted mini-index over the centroids' full vectors (chains through chain_head); a document
-            # meets it with its signature only (Seismic's approximation of the same k-means step).
+            # Inverted mini-index over the centroids' full vectors, each term's (centroid, value) entries
+            # contiguous (read in sequence: linked chains cost 2.3x the whole build in pointer chasing); a
+            # document meets it with its signature only (Seismic's approximation of the same k-means step).
             row_total = 0
+            distinct = 0
             for c in range(clusters):
                 d = docs[centroids[c]]
                 row_total += doc_offsets[d + 1] - doc_offsets[d]
-            chain_next = np.empty(row_total, dtype=np.int64)
-            chain_centroid = np.empty(row_total, dtype=np.int64)
-            chain_value = np.empty(row_total, dtype=np.int64)
-            entries = 0
+                for j in range(doc_offsets[d], doc_offsets[d + 1]):
+                    t = fwd_terms[j]
+                    if t == term:
+                        continue
+                    if term_count[t] == 0:
+                        centroid_terms[distinct] = t
+                        distinct += 1
+                    term_count[t] += 1
+            running = 0
+            for u in range(distinct):
+                t = centroid_terms[u]
+                term_start[t] = running
+                term_cursor[t] = running
+                running += term_count[t]
+            entry_centroid = np.empty(row_total, dtype=np.int32)
+            entry_value = np.empty(row_total, dtype=np.int64)
             for c in range(clusters):
                 d = docs[centroids[c]]
                 for j in range(doc_offsets[d], doc_offsets[d + 1]):
                     t = fwd_terms[j]
                     if t == term:
                         continue
-                    chain_centroid[entries] = c
-                    chain_value[entries] = fwd_impacts[j]
-                    chain_next[entries] = chain_head[t]
-                    chain_head[t] = entries
-                    entries += 1
+                    p = term_cursor[t]
+                    entry_centroid[p] = c
+                    entry_value[p] = fwd_impacts[j]
+                    term_cursor[t] = p + 1
             sums = np.zeros(clusters, dtype=np.int64)
             hit = np.empty(clusters, dtype=np.int64)
             for i in range(n):
@@ -352,14 +368,14 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
                     t = sig_terms[d, j]
                     if t == 0xFFFF or t == term:
                         continue
-                    e = chain_head[t]
-                    while e >= 0:
-                        c = chain_centroid[e]
+                    weight = np.int64(sig_impacts[d, j])
+                    first = term_start[t]
+                    for e in range(first, first + term_count[t]):
+                        c = entry_centroid[e]
                         if sums[c] == 0:
                             hit[hits] = c
                             hits += 1
-                        sums[c] += chain_value[e] * np.int64(sig_impacts[d, j])
-                        e = chain_next[e]
+                        sums[c] += entry_value[e] * weight
                 best = clusters  # the leftover bucket: shares no signature term with any centroid
                 best_sum = 0
                 for h in range(hits):
@@ -369,10 +385,8 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
                         best_sum = sums[c]
                     sums[c] = 0
                 assign[i] = best
-            for c in range(clusters):
-                d = docs[centroids[c]]
-                for j in range(doc_offsets[d], doc_offsets[d + 1]):
-                    chain_head[fwd_terms[j]] = -1
+            for u in range(distinct):
+                term_count[centroid_terms[u]] = 0
         # Stable counting sort by cluster: within a cluster, impact order.
         counts = np.zeros(clusters + 2, dtype=np.int64)
         for i in range(n):
