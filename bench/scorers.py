@@ -217,7 +217,7 @@ def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n,
         blocks = clustered.build_clustered(offsets, docs, impacts, n, n_postings=args.clustered_n_postings,
                                            max_fraction=args.max_fraction, block_size=args.block_size,
                                            summary_energy=args.summary_energy, summary_terms=args.summary_terms,
-                                           threads=args.clustered_threads)
+                                           cluster_size=args.cluster_size, threads=args.clustered_threads)
         info = {"build_s": time.perf_counter() - t0, "bytes": blocks.nbytes(), "rss_mb": rss_mb() - before,
                 "threads": args.clustered_threads}
         print(f"clustered: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impact-bits", type=int, choices=[8, 16], default=8,
                         help="the index's impacts: 16 keeps scores float-equivalent (pruned rescoring: 8 only)")
     parser.add_argument("--block-size", type=int, default=clustered.DEFAULT_BLOCK_SIZE)
+    parser.add_argument("--cluster-size", type=int, default=clustered.DEFAULT_CLUSTER_SIZE)
     parser.add_argument("--summary-energy", type=float, default=clustered.DEFAULT_SUMMARY_ENERGY)
     parser.add_argument("--summary-terms", type=int, default=clustered.DEFAULT_SUMMARY_TERMS)
     parser.add_argument("--no-seismic", dest="seismic", action="store_false")

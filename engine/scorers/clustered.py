@@ -31,9 +31,10 @@ _DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16,  # forward_impac
            "entry_blocks": np.uint16, "entry_values": np.uint8}
 # Build parameters a user may set (`add-parts --param NAME=VALUE`), with the part's defaults.
 BUILD_DEFAULTS = {"n_postings": kernel.DEFAULT_N_POSTINGS, "max_fraction": kernel.DEFAULT_MAX_FRACTION,
-                  "block_size": kernel.DEFAULT_BLOCK_SIZE, "summary_energy": kernel.DEFAULT_SUMMARY_ENERGY,
+                  "block_size": kernel.DEFAULT_BLOCK_SIZE, "cluster_size": kernel.DEFAULT_CLUSTER_SIZE,
+                  "summary_energy": kernel.DEFAULT_SUMMARY_ENERGY,
                   "summary_terms": kernel.DEFAULT_SUMMARY_TERMS, "signature_terms": kernel.DEFAULT_SIGNATURE_TERMS}
-_INTEGER_PARAMS = {"n_postings", "block_size", "summary_terms", "signature_terms"}
+_INTEGER_PARAMS = {"n_postings", "block_size", "cluster_size", "summary_terms", "signature_terms"}
 
 
 def write_part(index: InvertedIndex, staged: Path, params: Mapping[str, Any], progress: bool = True,

@@ -132,6 +132,22 @@ def test_knob_limits():
         pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=1)
     with pytest.raises(ValueError, match="block_size must be in"):
         clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, block_size=0)
+    with pytest.raises(ValueError, match="cluster_size must be in"):
+        clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, cluster_size=1)
+
+
+def test_clusters_larger_than_blocks_are_cut_into_blocks_of_at_most_block_size():
+    c = collection("real_like", num_documents=2000, seed=12)
+    coarse = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS,
+                                       block_size=4, cluster_size=12)
+    sizes = np.diff(coarse.block_doc_offsets)
+    assert sizes.max() <= 4 and sizes.min() >= 1
+    kept = np.diff(coarse.block_doc_offsets[coarse.list_block_offsets])
+    blocks = np.diff(coarse.list_block_offsets)
+    assert np.all(blocks >= -(-kept // 4))  # at least ceil(kept / 4) blocks a list
+    same = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS,
+                                     block_size=4, cluster_size=4)
+    assert not np.array_equal(coarse.block_docs, same.block_docs)  # fewer centroids: other clusters
 
 
 def test_write_and_load_round_trip(tmp_path):
