@@ -10,6 +10,8 @@ against score_exact and against Seismic's fastest configuration with R@10 >= 0.9
     python bench/scorers.py --calibrated /tmp/calibrated --tags 100k --queries 300
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M --impact-bits 16 \
         --clustered-configs 10:0.9 15:0.7 20:0.5                           # float-equivalent (uint16) scores
+    python bench/scorers.py --calibrated /tmp/calibrated --tags 1M --impact-bits 16 --k 10 \
+        --layouts 10:10 4:10 4:4 --clustered-configs 15:0.6 20:0.6        # block/cluster sizes in one run
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M --queries 300 --exact-only --no-seismic \
         --range-sizes 32768 --threads 1 2                                 # intra-query threads (latency only)
 
@@ -212,19 +214,21 @@ def add_pruned(engines, args, queries, offsets, docs, impacts, n, scale) -> None
 
 def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection,
                               name: str) -> None:
-    if args.clustered:
+    layouts = args.layouts or [(args.block_size, args.cluster_size)]
+    blocks_scratch = clustered.new_scratch(n, VOCAB_SIZE) if args.clustered else None
+    for block_size, cluster_size in layouts if args.clustered else []:
         before, t0 = rss_mb(), time.perf_counter()
         blocks = clustered.build_clustered(offsets, docs, impacts, n, n_postings=args.clustered_n_postings,
-                                           max_fraction=args.max_fraction, block_size=args.block_size,
+                                           max_fraction=args.max_fraction, block_size=block_size,
                                            summary_energy=args.summary_energy, summary_terms=args.summary_terms,
-                                           cluster_size=args.cluster_size, threads=args.clustered_threads)
+                                           cluster_size=cluster_size, threads=args.clustered_threads)
         info = {"build_s": time.perf_counter() - t0, "bytes": blocks.nbytes(), "rss_mb": rss_mb() - before,
-                "threads": args.clustered_threads}
-        print(f"clustered: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
-        blocks_scratch = clustered.new_scratch(n, VOCAB_SIZE)
+                "threads": args.clustered_threads, "block_size": block_size, "cluster_size": cluster_size}
+        label = "clustered" if len(layouts) == 1 else f"clustered b{block_size}/c{cluster_size}"
+        print(f"{label}: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
         for qc, hf in args.clustered_configs:
-            engines[f"clustered qc={qc} hf={hf}"] = (
-                lambda i, k, qc=qc, hf=hf: clustered.search_clustered(
+            engines[f"{label} qc={qc} hf={hf}"] = (
+                lambda i, k, qc=qc, hf=hf, blocks=blocks: clustered.search_clustered(
                     *blocks, *queries[i], scale, k, qc, np.float32(hf), *blocks_scratch)[0], info)
 
     if args.seismic:
@@ -297,6 +301,11 @@ def report_k(row: dict, k: int) -> str:
     return "\n".join(lines)
 
 
+def _layout(text: str) -> tuple[int, int]:
+    block, cluster = text.split(":")
+    return int(block), int(cluster)
+
+
 def _config(text: str) -> tuple[int, float]:
     cut, factor = text.split(":")
     return int(cut), float(factor)
@@ -324,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the index's impacts: 16 keeps scores float-equivalent (pruned rescoring: 8 only)")
     parser.add_argument("--block-size", type=int, default=clustered.DEFAULT_BLOCK_SIZE)
     parser.add_argument("--cluster-size", type=int, default=clustered.DEFAULT_CLUSTER_SIZE)
+    parser.add_argument("--layouts", type=_layout, nargs="*", default=None, metavar="BLOCK:CLUSTER",
+                        help="several clustered parts in one run (block_size:cluster_size each; all kept in memory)")
     parser.add_argument("--summary-energy", type=float, default=clustered.DEFAULT_SUMMARY_ENERGY)
     parser.add_argument("--summary-terms", type=int, default=clustered.DEFAULT_SUMMARY_TERMS)
     parser.add_argument("--no-seismic", dest="seismic", action="store_false")
