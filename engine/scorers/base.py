@@ -88,9 +88,17 @@ class Scorer(abc.ABC):
     build_parameters: ClassVar[frozenset[str]] = frozenset()
     # The index impact dtypes it serves (a part built on another raises IndexFormatError naming them).
     impact_dtypes: ClassVar[tuple[str, ...]] = ("uint8", "uint16")
+    # The layout version of each part it reads; a part of the index in another version is refused.
+    part_versions: ClassVar[Mapping[str, int]] = {}
     description: ClassVar[str] = ""
 
     def __init__(self, index: InvertedIndex) -> None:
+        for part, expected in self.part_versions.items():
+            info = index.parts.get(part)
+            if info is not None and info.version != expected:
+                raise IndexFormatError(f"{index.path}: the {part} part has layout version {info.version}; this engine "
+                                       f"reads version {expected}: rebuild it (python -m index_builder add-parts "
+                                       f"--scorer {self.name})")
         self.index = index
 
     @classmethod

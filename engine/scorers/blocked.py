@@ -64,6 +64,7 @@ def score_in_shares(doc_numbers, impacts, range_starts, range_size, num_document
 class BlockedExactScorer(Scorer):
     name = "exact-blocked"
     safe = True
+    part_versions = {PART: PART_VERSION}  # its part is optional: used when present
     description = ("Exact, term-at-a-time per document range of 32K documents, so the accumulator stays in L2; "
                    "equal to `exact` bit for bit.")
     options = {

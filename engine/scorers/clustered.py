@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import IndexFormatError
 from engine.index_format import InvertedIndex, PartWriter
 from engine.kernels import clustered as kernel
 from engine.kernels.exact import score_exact
@@ -72,6 +71,7 @@ class ClusteredScorer(Scorer):
     # segmented generations of random documents (tests/engine/test_segments.py); `tune` for a target.
     recall_floor = 0.8
     build_parameters = frozenset(BUILD_DEFAULTS)
+    part_versions = {PART: PART_VERSION}
     options = {
         "query_cut": OptionSpec(kernel.DEFAULT_QUERY_CUT, *kernel.QUERY_CUT_RANGE, integer=True,
                                 description="heaviest query terms whose block lists are walked"),
@@ -84,11 +84,6 @@ class ClusteredScorer(Scorer):
 
     def __init__(self, index: InvertedIndex) -> None:
         super().__init__(index)
-        version = index.parts[PART].version
-        if version != PART_VERSION:
-            raise IndexFormatError(f"{index.path}: the {PART} part has layout version {version}; this engine reads "
-                                   f"version {PART_VERSION}: rebuild it (python -m index_builder add-parts --scorer "
-                                   f"{PART})")
         count = {"doc_offsets": index.num_documents + 1, "list_block_offsets": index.vocab_size + 1,
                  "list_key_offsets": index.vocab_size + 1, "list_entry_offsets": index.vocab_size + 1}
         derived = {"forward_terms": ("doc_offsets", 0), "forward_impacts": ("doc_offsets", 0),

@@ -42,6 +42,7 @@ class PrunedRescoreScorer(Scorer):
     impact_dtypes = ("uint8",)  # its pruned lists and forward rows are uint8
     recall_floor = 0.9  # recall@k at the default knobs in the shared differential test; `tune` for a target
     build_parameters = frozenset({"n_postings"})
+    part_versions = {PART: PART_VERSION}
     options = {
         "query_cut": OptionSpec(kernel.DEFAULT_QUERY_CUT, *kernel.QUERY_CUT_RANGE, integer=True,
                                 description="heaviest query terms whose pruned lists are walked"),
