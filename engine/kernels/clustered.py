@@ -141,7 +141,7 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
     """Build the approximate scorer's arrays from an inverted index (offsets int64[V+1], doc_numbers uint32
     ascending per term, impacts uint8 or uint16). Terms are processed in chunks of about `chunk_postings` kept
     postings, so the working memory beyond the output is bounded by the chunk (plus, for uint16 impacts, a
-    uint8 copy of the impacts for the clustering: one byte a posting). `threads` chunks are clustered at once
+    uint8 copy of the forward impacts for the clustering: one byte a posting). `threads` chunks are clustered at once
     (the kernel releases the GIL; the working memory grows by a chunk a thread); the output does not depend
     on it: every term's blocks come from its own seed."""
     check_build_params(n_postings, block_size, summary_terms, signature_terms, summary_energy, max_fraction,
@@ -149,14 +149,12 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
     offsets = np.asarray(offsets, dtype=np.int64)
     vocab = len(offsets) - 1
     doc_offsets, forward_terms, forward_impacts = build_forward(offsets, doc_numbers, impacts, num_documents)
-    coarse_forward, coarse_impacts = forward_impacts, impacts
-    if impacts.dtype == np.uint16:
-        coarse_forward, coarse_impacts = coarse_uint8(forward_impacts), coarse_uint8(impacts)
+    coarse_forward = coarse_uint8(forward_impacts) if impacts.dtype == np.uint16 else forward_impacts
     levels = int(np.iinfo(impacts.dtype).max) + 1
     sig_terms, sig_impacts = _signatures(doc_offsets, forward_terms, coarse_forward, signature_terms)
     longest_row = int(np.diff(doc_offsets).max()) if num_documents else 0  # a summary has at most its block's rows
 
-    kept = kept_postings(offsets, coarse_impacts, n_postings, max_fraction)
+    kept = kept_postings(offsets, impacts, n_postings, max_fraction)
     # Chunks of terms with about chunk_postings kept postings each.
     bounds = [0]
     running = np.cumsum(kept)
@@ -218,12 +216,14 @@ def kept_postings(offsets: np.ndarray, impacts: np.ndarray, n_postings: int, max
     """How many postings each term keeps (its highest impacts). max_fraction 1: min(df, n_postings) for every
     term. Above 1 (Seismic's global pruning): the n_postings x (terms with postings) highest impacts of the
     whole index are kept, no list beyond max_fraction x n_postings: lists of heavy terms keep more, lists whose
-    impacts are all low keep less. The threshold is one impact value; at that value, each list keeps its share."""
+    impacts are all low keep less. The threshold is one impact value; at that value, each list keeps its share.
+    uint16 impacts are counted in UINT16_SUMMARY_UNITs (the coarse uint8 values), without a copy."""
     df = np.diff(offsets)
     if max_fraction <= 1.0:
         return np.minimum(df, n_postings)
     cap = min(int(max_fraction * n_postings), MAX_KEPT)
-    at_least = _impact_counts_at_least(offsets, impacts)  # [V, 256]: postings with impact >= v
+    unit = UINT16_SUMMARY_UNIT if impacts.dtype == np.uint16 else 1
+    at_least = _impact_counts_at_least(offsets, impacts, unit)  # [V, 257]: postings with coarse impact >= v
     budget = n_postings * int(np.count_nonzero(df))
     for threshold in range(1, 257):  # the lowest threshold whose capped total fits the budget
         above = np.minimum(at_least[:, threshold] if threshold < 256 else 0, cap)
@@ -237,12 +237,12 @@ def kept_postings(offsets: np.ndarray, impacts: np.ndarray, n_postings: int, max
 
 
 @njit(nogil=True, cache=True)
-def _impact_counts_at_least(offsets, impacts):
+def _impact_counts_at_least(offsets, impacts, unit):
     vocab = offsets.shape[0] - 1
     counts = np.zeros((vocab, 257), dtype=np.int64)
     for t in range(vocab):
         for i in range(offsets[t], offsets[t + 1]):
-            counts[t, impacts[i]] += 1
+            counts[t, (np.int64(impacts[i]) + unit - 1) // unit] += 1
         for v in range(254, -1, -1):
             counts[t, v] += counts[t, v + 1]
     return counts
