@@ -77,6 +77,9 @@ DEFAULT_QUERY_CUT = 10
 QUERY_CUT_RANGE = (1, 1024)
 DEFAULT_HEAP_FACTOR = 0.5  # with blocks of 4; blocks of 10 reached the same recall at 0.7
 HEAP_FACTOR_RANGE = (0.0, 4.0)
+# Blocks popped ahead of the one scored, for the staged prefetches of the walk (measured: 4 stages, ~8% faster
+# at 1M than rows alone one block ahead).
+PREFETCH_DEPTH = 4
 
 NO_TERM = np.uint16(0xFFFF)
 FILES = ("doc_offsets", "forward_terms", "forward_impacts", "list_block_offsets", "block_doc_offsets",
@@ -687,27 +690,44 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
         bar = np.float32(heap_factor) / np.float32(UINT16_SUMMARY_UNIT if impact_bytes == 2 else 1)
         terms_address = forward_terms.ctypes.data
         impacts_address = forward_impacts.ctypes.data
-        current = -1
-        if filled > 0:
-            current, remaining = _pop_max(order, cand_scores, remaining)
-            b = cand_blocks[current]
-            for j in range(block_doc_offsets[b], block_doc_offsets[b + 1]):
-                prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address, impact_bytes)
-        while current >= 0:
+        # The walk reads a chain of scattered places a block: its document range, its documents, their row
+        # offsets, their rows. Each is prefetched a step earlier than the next (blocks popped PREFETCH_DEPTH
+        # ahead), so the misses of several coming blocks overlap instead of following one another.
+        queue = np.empty(filled, dtype=np.int64)  # candidates in the order they are popped
+        popped = 0
+        block_offsets_address = block_doc_offsets.ctypes.data
+        block_docs_address = block_docs.ctypes.data
+        doc_offsets_address = doc_offsets.ctypes.data
+        position = -PREFETCH_DEPTH  # the queue position of the block to score now
+        while True:
+            ahead = position + PREFETCH_DEPTH
+            if ahead < filled and popped == ahead:
+                following, remaining = _pop_max(order, cand_scores, remaining)
+                queue[popped] = following
+                popped += 1
+                prefetch_address(block_offsets_address + 8 * cand_blocks[following])
+            if 0 <= ahead - 1 < popped:
+                prefetch_address(block_docs_address + 4 * block_doc_offsets[cand_blocks[queue[ahead - 1]]])
+            if 0 <= ahead - 2 < popped:
+                nb = cand_blocks[queue[ahead - 2]]
+                for j in range(block_doc_offsets[nb], block_doc_offsets[nb + 1]):
+                    prefetch_address(doc_offsets_address + 8 * np.int64(block_docs[j]))
+            if 0 <= position + 1 < popped:
+                nb = cand_blocks[queue[position + 1]]
+                for j in range(block_doc_offsets[nb], block_doc_offsets[nb + 1]):
+                    prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address, impact_bytes)
+            if position < 0:  # still filling the pipeline
+                position += 1
+                continue
+            if position >= popped:
+                break
+            current = queue[position]
+            position += 1
             summary = cand_scores[current]
             if size == k and summary <= bar * threshold:
                 break
             stats[1] += 1
-            following = -1
-            if remaining > 0:
-                # The rows of the next block's documents load while this block is scored (the forward rows
-                # are scattered: one cache miss per row otherwise, one after the other).
-                following, remaining = _pop_max(order, cand_scores, remaining)
-                nb = cand_blocks[following]
-                for j in range(block_doc_offsets[nb], block_doc_offsets[nb + 1]):
-                    prefetch_rows(np.int64(block_docs[j]), doc_offsets, terms_address, impacts_address, impact_bytes)
             b = cand_blocks[current]
-            current = following
             for j in range(block_doc_offsets[b], block_doc_offsets[b + 1]):
                 doc = np.int64(block_docs[j])
                 if masked and not allowed[doc]:
