@@ -18,7 +18,9 @@ Build time, from the inverted index (term by term, in chunks, so memory stays th
   copies, ceil(impact / 257), so a summary still bounds its block (UINT16_SUMMARY_UNIT);
 - summary layout, term-major per list: the list's distinct summary terms (ascending keys), each with its
   (block, value) entries. A query merges its own terms with a list's keys by galloping and reads only their
-  entries, instead of a dot product per block (measured 1.8x faster on the summary phase than block-major);
+  entries, instead of a dot product per block (measured 1.8x faster on the summary phase than block-major).
+  The entries are one byte stream: the gap to the key's previous block as a varint, then the value (~2.1
+  bytes an entry instead of 3: the part shrinks from 4.00x to 3.25x the exact index at 1M; same query time);
 - a forward index (engine/kernels/forward_index.py) for scoring documents.
 
 Query time:
@@ -83,8 +85,7 @@ PREFETCH_DEPTH = 4
 
 NO_TERM = np.uint16(0xFFFF)
 FILES = ("doc_offsets", "forward_terms", "forward_impacts", "list_block_offsets", "block_doc_offsets",
-         "block_docs", "list_key_offsets", "summary_keys", "list_entry_offsets", "key_entry_ends", "entry_blocks",
-         "entry_values")
+         "block_docs", "list_key_offsets", "summary_keys", "list_entry_offsets", "key_entry_ends", "entry_stream")
 
 
 class ClusteredIndex(NamedTuple):
@@ -97,12 +98,15 @@ class ClusteredIndex(NamedTuple):
     block_docs: np.ndarray          # uint32[P']
     list_key_offsets: np.ndarray    # int64[V+1]   term t's summary keys: summary_keys[list_key_offsets[t]:[t+1]]
     summary_keys: np.ndarray        # uint16[D]    ascending within a list
-    list_entry_offsets: np.ndarray  # int64[V+1]   term t's summary entries: [list_entry_offsets[t], [t+1])
-    key_entry_ends: np.ndarray      # uint32[D]    where key j's entries end, counted from its list's first entry
+    list_entry_offsets: np.ndarray  # int64[V+1]   term t's summary entries: entry_stream bytes [[t], [t+1])
+    key_entry_ends: np.ndarray      # uint32[D]    where key j's entries end, in bytes from its list's first one
                                     #              (they start where the list's previous key's end, or at 0):
                                     #              4 bytes a key instead of an 8-byte global offset
-    entry_blocks: np.ndarray        # uint16[E]    block number within the list
-    entry_values: np.ndarray        # uint8[E]     summary value (uint16 indexes: in UINT16_SUMMARY_UNITs)
+    entry_stream: np.ndarray        # uint8[S]     a key's entries, blocks ascending, each: the gap from the
+                                    #              previous block of the key (the first: its number) as a
+                                    #              LEB128 varint, then the summary value (uint16 indexes: in
+                                    #              UINT16_SUMMARY_UNITs). ~2.1 bytes an entry instead of 3
+                                    #              (93% of gaps are under 128 at 1M real-like documents)
 
     @property
     def num_documents(self) -> int:
@@ -176,17 +180,17 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
                              float(summary_energy), seed, chunk_kept, max_blocks,
                              min(max_blocks * summary_terms, chunk_kept * longest_row))
         (bpt, bsz, bd, nb, nd, kpt, ky, ksz, eb, ev, nk, ne) = out
+        stream, key_bytes = _encode_entries(ksz[:nk], eb[:ne], ev[:ne])
         # Trimmed copies: the kernel's buffers are sized for the worst case.
-        return (bpt, bsz[:nb].copy(), bd[:nd].copy(), kpt, ky[:nk].copy(), ksz[:nk].copy(), eb[:ne].copy(),
-                ev[:ne].copy())
+        return bpt, bsz[:nb].copy(), bd[:nd].copy(), kpt, ky[:nk].copy(), key_bytes, stream
 
     with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
         parts = pool.map(cluster_chunk, chunks)  # in chunk order
         if progress:
             from tqdm import tqdm
             parts = tqdm(parts, total=len(chunks), desc="clustering posting lists", unit="chunk")
-        columns = list(zip(*parts)) or [[] for _ in range(8)]
-    blocks_per_term, block_sizes, block_docs, keys_per_term, keys, key_sizes, entry_blocks, entry_values = columns
+        columns = list(zip(*parts)) or [[] for _ in range(7)]
+    blocks_per_term, block_sizes, block_docs, keys_per_term, keys, key_sizes, streams = columns
 
     def offsets_of(counts: list[np.ndarray]) -> np.ndarray:
         flat = np.concatenate(counts) if counts else np.zeros(0, np.int64)
@@ -198,7 +202,7 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
     list_key_offsets = offsets_of(keys_per_term)
-    key_starts = offsets_of(key_sizes)  # global, transient: the stored ends are relative to their list
+    key_starts = offsets_of(key_sizes)  # bytes, global, transient: the stored ends are relative to their list
     list_entry_offsets = key_starts[list_key_offsets]
     key_lists = np.repeat(np.arange(vocab, dtype=np.int64), np.diff(list_key_offsets))
     key_entry_ends = (key_starts[1:] - list_entry_offsets[key_lists]).astype(np.uint32)
@@ -206,7 +210,87 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
     return ClusteredIndex(doc_offsets, forward_terms, forward_impacts,
                           offsets_of(blocks_per_term), offsets_of(block_sizes), cat(block_docs, np.uint32),
                           list_key_offsets, cat(keys, np.uint16), list_entry_offsets, key_entry_ends,
-                          cat(entry_blocks, np.uint16), cat(entry_values, np.uint8))
+                          cat(streams, np.uint8))
+
+
+@njit(nogil=True, cache=True)
+def _encode_entries(key_sizes, entry_blocks, entry_values):
+    """The entries of consecutive keys (key_sizes entries each, blocks ascending within a key) as one byte
+    stream: per entry the block's gap from the key's previous block (the first: the block number) as a LEB128
+    varint, then the value. Returns (stream, bytes a key)."""
+    stream = np.empty(entry_blocks.shape[0] * 4, dtype=np.uint8)  # a block number < 65536 takes <= 3 bytes
+    key_bytes = np.empty(key_sizes.shape[0], dtype=np.int64)
+    position = 0
+    e = 0
+    for key in range(key_sizes.shape[0]):
+        start = position
+        previous = 0
+        for _ in range(key_sizes[key]):
+            block = np.int64(entry_blocks[e])
+            gap = block - previous
+            previous = block
+            while gap >= 128:
+                stream[position] = np.uint8((gap & 127) | 128)
+                position += 1
+                gap >>= 7
+            stream[position] = np.uint8(gap)
+            stream[position + 1] = entry_values[e]
+            position += 2
+            e += 1
+        key_bytes[key] = position - start
+    return stream[:position].copy(), key_bytes
+
+
+@njit(nogil=True, cache=True)
+def decode_entries(entry_stream, start, end):
+    """A key's entries from entry_stream[start:end]: (block numbers within the list int64, values uint8)."""
+    blocks = np.empty(end - start, dtype=np.int64)
+    values = np.empty(end - start, dtype=np.uint8)
+    count = 0
+    block = np.int64(0)
+    position = start
+    while position < end:
+        byte = np.int64(entry_stream[position])
+        gap = byte & 127
+        position += 1
+        shift = 7
+        while byte >= 128:
+            byte = np.int64(entry_stream[position])
+            position += 1
+            gap |= (byte & 127) << shift
+            shift += 7
+        block += gap
+        blocks[count] = block
+        values[count] = entry_stream[position]
+        position += 1
+        count += 1
+    return blocks[:count], values[:count]
+
+
+def key_entries(index: "ClusteredIndex", term: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Term t's summaries, decoded: {summary term: (block numbers within the list, values)}."""
+    first_key, base = int(index.list_key_offsets[term]), int(index.list_entry_offsets[term])
+    result = {}
+    for key in range(first_key, int(index.list_key_offsets[term + 1])):
+        start = base + (int(index.key_entry_ends[key - 1]) if key > first_key else 0)
+        result[int(index.summary_keys[key])] = decode_entries(index.entry_stream, start,
+                                                              base + int(index.key_entry_ends[key]))
+    return result
+
+
+@njit(nogil=True, cache=True)
+def count_entries(entry_stream):
+    """How many (block, value) entries the stream holds: one per varint byte without the continuation bit,
+    skipping the value byte that follows it."""
+    count = 0
+    position = 0
+    while position < entry_stream.shape[0]:
+        if entry_stream[position] < 128:
+            count += 1
+            position += 2
+        else:
+            position += 1
+    return count
 
 
 def coarse_uint8(impacts: np.ndarray) -> np.ndarray:
@@ -586,7 +670,7 @@ def _pop_max(order, keys, size):
 
 @njit(nogil=True, cache=True)
 def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_offsets, block_doc_offsets, block_docs,
-                     list_key_offsets, summary_keys, list_entry_offsets, key_entry_ends, entry_blocks, entry_values,
+                     list_key_offsets, summary_keys, list_entry_offsets, key_entry_ends, entry_stream,
                      term_ids, term_weights, scale, k, query_cut, heap_factor, query_positions, dense_query,
                      visited, allowed=NO_MASK):
     """Approximate top-k: (document numbers int64, exact float32 scores, stats int64[4] = blocks summarized,
@@ -667,9 +751,22 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
                 if summary_keys[lo] != qt:
                     continue
                 w = dense_query[qt]
-                start = entry_base + (np.int64(key_entry_ends[lo - 1]) if lo > first_key else 0)
-                for e in range(start, entry_base + np.int64(key_entry_ends[lo])):
-                    cand_scores[filled + entry_blocks[e]] += w * np.float32(entry_values[e])
+                position = entry_base + (np.int64(key_entry_ends[lo - 1]) if lo > first_key else 0)
+                end = entry_base + np.int64(key_entry_ends[lo])
+                candidate = np.int64(filled)
+                while position < end:  # decode_entries, inline
+                    byte = np.int64(entry_stream[position])
+                    gap = byte & 127
+                    position += 1
+                    shift = 7
+                    while byte >= 128:
+                        byte = np.int64(entry_stream[position])
+                        position += 1
+                        gap |= (byte & 127) << shift
+                        shift += 7
+                    candidate += gap
+                    cand_scores[candidate] += w * np.float32(entry_stream[position])
+                    position += 1
             filled += blocks
         stats[0] = filled
         # Blocks are taken best summary first from a max-heap (built in linear time, popped only as far as the
@@ -787,7 +884,8 @@ def write_clustered(index: ClusteredIndex, directory: str | os.PathLike, prefix:
     return {"parameters": parameters, "files": files,
             "counts": {"documents": index.num_documents, "forward_postings": int(len(index.forward_terms)),
                        "kept_postings": int(len(index.block_docs)), "blocks": int(len(index.block_doc_offsets) - 1),
-                       "summary_keys": int(len(index.summary_keys)), "summary_entries": int(len(index.entry_values)),
+                       "summary_keys": int(len(index.summary_keys)),
+                       "summary_entries": int(count_entries(index.entry_stream)),
                        "bytes": index.nbytes()}}
 
 

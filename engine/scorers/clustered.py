@@ -22,12 +22,12 @@ from engine.scorers.base import OptionSpec, Scorer, TopK, check_forward_index_so
 
 PART = "clustered"
 PREFIX = f"{PART}."
-PART_VERSION = 2  # 2: per-key entry ends as uint32 within the list (1: global int64 offsets)
+PART_VERSION = 3  # 3: summary entries as a byte stream (varint block gaps); 2: uint16 blocks + uint8 values;
+# 1: global int64 key offsets
 _DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16,  # forward_impacts: the index's impact dtype
            "list_block_offsets": np.int64, "block_doc_offsets": np.int64, "block_docs": np.uint32,
            "list_key_offsets": np.int64, "summary_keys": np.uint16, "list_entry_offsets": np.int64,
-           "key_entry_ends": np.uint32,
-           "entry_blocks": np.uint16, "entry_values": np.uint8}
+           "key_entry_ends": np.uint32, "entry_stream": np.uint8}
 # Build parameters a user may set (`add-parts --param NAME=VALUE`), with the part's defaults.
 BUILD_DEFAULTS = {"n_postings": kernel.DEFAULT_N_POSTINGS, "max_fraction": kernel.DEFAULT_MAX_FRACTION,
                   "block_size": kernel.DEFAULT_BLOCK_SIZE, "cluster_size": kernel.DEFAULT_CLUSTER_SIZE,
@@ -89,7 +89,7 @@ class ClusteredScorer(Scorer):
         derived = {"forward_terms": ("doc_offsets", 0), "forward_impacts": ("doc_offsets", 0),
                    "block_doc_offsets": ("list_block_offsets", 1), "block_docs": ("block_doc_offsets", 0),
                    "summary_keys": ("list_key_offsets", 0), "key_entry_ends": ("list_key_offsets", 0),
-                   "entry_blocks": ("list_entry_offsets", 0), "entry_values": ("list_entry_offsets", 0)}
+                   "entry_stream": ("list_entry_offsets", 0)}
         arrays: dict[str, np.ndarray] = {}
         for name in kernel.FILES:
             if name in derived:  # a length given by the last offset of the array it hangs off

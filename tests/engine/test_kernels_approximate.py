@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection, widened
 
 from engine.kernels import clustered, pruned_rescore
@@ -58,7 +60,7 @@ def test_clustered_on_uint16_impacts_keeps_them_for_exact_scores_and_bounds_bloc
     wide = widened(data, seed=3)
     index = clustered.build_clustered(wide.offsets, wide.doc_numbers, wide.impacts, wide.num_documents,
                                       n_postings=N_POSTINGS, block_size=8, summary_terms=64)
-    assert index.forward_impacts.dtype == np.uint16 and index.entry_values.dtype == np.uint8
+    assert index.forward_impacts.dtype == np.uint16 and index.entry_stream.dtype == np.uint8
     # Static pruning orders by the fine impacts: every list keeps its highest uint16 impacts.
     for term in range(wide.vocab_size):
         first, last = index.list_block_offsets[term], index.list_block_offsets[term + 1]
@@ -73,11 +75,8 @@ def test_clustered_on_uint16_impacts_keeps_them_for_exact_scores_and_bounds_bloc
     term = int(np.argmax(np.diff(full.list_block_offsets)))
     block = full.list_block_offsets[term]
     docs = full.block_docs[full.block_doc_offsets[block]:full.block_doc_offsets[block + 1]]
-    first_key, base = full.list_key_offsets[term], full.list_entry_offsets[term]
-    for key in range(first_key, full.list_key_offsets[term + 1]):
-        entries = range(base + (full.key_entry_ends[key - 1] if key > first_key else 0), base + full.key_entry_ends[key])
-        value = next((full.entry_values[e] for e in entries if full.entry_blocks[e] == 0), 0)
-        t = full.summary_keys[key]
+    for t, (blocks, values) in clustered.key_entries(full, term).items():
+        value = values[blocks == 0][0] if (blocks == 0).any() else 0
         lo, hi = wide.offsets[t], wide.offsets[t + 1]
         in_block = np.isin(wide.doc_numbers[lo:hi], docs)
         if in_block.any():
@@ -200,7 +199,7 @@ def test_summary_energy_cuts_the_summaries_and_recall_follows():
     for energy in (1.0, 0.4, 0.05):
         index = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS,
                                           block_size=8, summary_energy=energy)
-        sizes[energy] = len(index.entry_values)
+        sizes[energy] = clustered.count_entries(index.entry_stream)
         scratch = clustered.new_scratch(c.num_documents, c.vocab_size)
         found = []
         for term_ids, weights in c.queries:
@@ -234,3 +233,22 @@ def test_a_threaded_build_gives_the_same_arrays():
     assert len(one.block_docs) > 3 * 500  # several chunks, so the threads really share the work
     for name, a, b in zip(clustered.FILES, one, three):
         assert np.array_equal(a, b), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sets(st.integers(0, 65535), max_size=40), st.integers(0, 255)), max_size=12))
+def test_summary_entries_round_trip_through_the_byte_stream(keys):
+    # Gaps of every varint length (1 byte under 128, 2 under 16384, 3 above), empty keys, value bytes >= 128.
+    blocks = [np.array(sorted(members), dtype=np.uint16) for members, _ in keys]
+    values = [np.full(len(b), value, dtype=np.uint8) for b, (_, value) in zip(blocks, keys)]
+    sizes = np.array([len(b) for b in blocks], dtype=np.int64)
+    flat_blocks = np.concatenate(blocks) if blocks else np.zeros(0, np.uint16)
+    flat_values = np.concatenate(values) if values else np.zeros(0, np.uint8)
+    stream, key_bytes = clustered._encode_entries(sizes, flat_blocks, flat_values)
+    assert key_bytes.sum() == len(stream) and clustered.count_entries(stream) == len(flat_blocks)
+    start = 0
+    for expected_blocks, expected_values, size in zip(blocks, values, key_bytes):
+        got_blocks, got_values = clustered.decode_entries(stream, start, start + int(size))
+        assert np.array_equal(got_blocks, expected_blocks.astype(np.int64))
+        assert np.array_equal(got_values, expected_values)
+        start += int(size)
