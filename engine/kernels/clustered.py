@@ -241,6 +241,21 @@ def _encode_entries(key_sizes, entry_blocks, entry_values):
     return stream[:position].copy(), key_bytes
 
 
+@njit(nogil=True, cache=True, inline="always")
+def read_varint(stream, position):
+    """(the LEB128 varint at stream[position], the position after it)."""
+    byte = np.int64(stream[position])
+    value = byte & 127
+    position += 1
+    shift = 7
+    while byte >= 128:
+        byte = np.int64(stream[position])
+        position += 1
+        value |= (byte & 127) << shift
+        shift += 7
+    return value, position
+
+
 @njit(nogil=True, cache=True)
 def decode_entries(entry_stream, start, end):
     """A key's entries from entry_stream[start:end]: (block numbers within the list int64, values uint8)."""
@@ -250,15 +265,7 @@ def decode_entries(entry_stream, start, end):
     block = np.int64(0)
     position = start
     while position < end:
-        byte = np.int64(entry_stream[position])
-        gap = byte & 127
-        position += 1
-        shift = 7
-        while byte >= 128:
-            byte = np.int64(entry_stream[position])
-            position += 1
-            gap |= (byte & 127) << shift
-            shift += 7
+        gap, position = read_varint(entry_stream, position)
         block += gap
         blocks[count] = block
         values[count] = entry_stream[position]
@@ -754,16 +761,8 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
                 position = entry_base + (np.int64(key_entry_ends[lo - 1]) if lo > first_key else 0)
                 end = entry_base + np.int64(key_entry_ends[lo])
                 candidate = np.int64(filled)
-                while position < end:  # decode_entries, inline
-                    byte = np.int64(entry_stream[position])
-                    gap = byte & 127
-                    position += 1
-                    shift = 7
-                    while byte >= 128:
-                        byte = np.int64(entry_stream[position])
-                        position += 1
-                        gap |= (byte & 127) << shift
-                        shift += 7
+                while position < end:  # decode_entries, without the copies
+                    gap, position = read_varint(entry_stream, position)
                     candidate += gap
                     cand_scores[candidate] += w * np.float32(entry_stream[position])
                     position += 1
