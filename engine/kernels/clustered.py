@@ -9,8 +9,10 @@ Build time, from the inverted index (term by term, in chunks, so memory stays th
   joins the centroid with the largest dot product between the centroid's full vector and the document's
   `signature_terms` highest-impact terms (an inverted mini-index over the centroids makes this cheap; Seismic
   approximates its k-means step the same way). Documents that share nothing with any centroid are chunked in
-  impact order; clusters larger than `block_size` are cut into near-equal blocks, in impact order (so a
-  cluster's strongest documents share a block with a high summary and its weak ones sink);
+  impact order; a cluster larger than `block_size` is cut into ceil(size / block_size) blocks: its strongest
+  documents seed them, and every other document, in impact order, joins the seed it shares most signature
+  mass with among the blocks with room (blocks of similar documents have tighter summaries: at 1M, recall@10
+  0.99 at 0.85x the time of blocks cut in impact order, for an 8% longer build; "Fifth round");
 - block summaries: the component-wise maximum of the block's documents (uint8 impacts in the index's scale: an
   unpruned summary bounds every document of the block), cut to the largest components that carry
   `summary_energy` of its mass (at most `summary_terms`). A uint16 index (float-equivalent scores) keeps its
@@ -386,10 +388,59 @@ def _top_postings(doc_numbers, impacts, levels, lo, hi, n):
 
 
 @njit(nogil=True, cache=True)
+def _split_by_similarity(order, start, size, parts, block_size, docs, sig_terms, sig_impacts, seed_weights):
+    """Cut a cluster (order[start:start + size], in impact order) into `parts` blocks of at most block_size
+    documents: its first `parts` documents seed the blocks; every other document, in impact order, joins the
+    seed whose signature it shares most with (signature dot product) among the blocks with room. Reorders the
+    cluster's slice of `order` block by block (impact order within a block); returns the block sizes."""
+    m = sig_terms.shape[1]
+    dots = np.zeros((size, parts), dtype=np.int64)
+    for p in range(parts):
+        d = docs[order[start + p]]
+        for j in range(m):
+            t = sig_terms[d, j]
+            if t != 0xFFFF:
+                seed_weights[t] = sig_impacts[d, j]
+        for i in range(parts, size):
+            e = docs[order[start + i]]
+            total = 0
+            for j in range(m):
+                t = sig_terms[e, j]
+                if t != 0xFFFF:
+                    total += seed_weights[t] * np.int64(sig_impacts[e, j])
+            dots[i, p] = total
+        for j in range(m):
+            t = sig_terms[d, j]
+            if t != 0xFFFF:
+                seed_weights[t] = 0
+    group = np.empty(size, dtype=np.int64)
+    group_sizes = np.zeros(parts, dtype=np.int64)
+    for p in range(parts):
+        group[p] = p
+        group_sizes[p] = 1
+    for i in range(parts, size):
+        best = -1
+        for p in range(parts):
+            if group_sizes[p] < block_size and (best < 0 or dots[i, p] > dots[i, best]):
+                best = p
+        group[i] = best
+        group_sizes[best] += 1
+    members = order[start:start + size].copy()
+    cursor = np.zeros(parts + 1, dtype=np.int64)
+    for p in range(parts):
+        cursor[p + 1] = cursor[p] + group_sizes[p]
+    for i in range(size):
+        order[start + cursor[group[i]]] = members[i]
+        cursor[group[i]] += 1
+    return group_sizes
+
+
+@njit(nogil=True, cache=True)
 def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms, fwd_impacts, sig_terms, sig_impacts,
                    t0, t1, kept, block_size, cluster_size, summary_terms, summary_energy, seed, max_docs, max_blocks,
                    max_entries):
     vocab = offsets.shape[0] - 1
+    seed_weights = np.zeros(vocab, dtype=np.int64)
     m = sig_terms.shape[1]
     blocks_per_term = np.zeros(t1 - t0, dtype=np.int64)
     keys_per_term = np.zeros(t1 - t0, dtype=np.int64)
@@ -500,7 +551,7 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
         for i in range(n):
             order[counts[assign[i]]] = i
             counts[assign[i]] += 1
-        # Blocks: each cluster cut into ceil(size / block_size) near-equal parts.
+        # Blocks: each cluster cut into ceil(size / block_size) parts.
         term_blocks = 0
         block_start_in_list = np.empty(-(-n // block_size) + clusters + 2, dtype=np.int64)
         for c in range(clusters + 1):
@@ -508,6 +559,18 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
             if size == 0:
                 continue
             parts = -(-size // block_size)
+            if parts > 1 and c < clusters:  # the leftover bucket shares nothing: cut in impact order
+                group_sizes = _split_by_similarity(order, starts[c], size, parts, block_size, docs, sig_terms,
+                                                   sig_impacts, seed_weights)
+                a = starts[c]
+                for p in range(parts):
+                    if group_sizes[p] == 0:
+                        continue
+                    block_start_in_list[term_blocks] = a
+                    block_sizes[nb + term_blocks] = group_sizes[p]
+                    a += group_sizes[p]
+                    term_blocks += 1
+                continue
             for p in range(parts):
                 a = starts[c] + (size * p) // parts
                 b = starts[c] + (size * (p + 1)) // parts

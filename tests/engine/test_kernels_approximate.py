@@ -149,6 +149,24 @@ def test_clusters_larger_than_blocks_are_cut_into_blocks_of_at_most_block_size()
     assert not np.array_equal(coarse.block_docs, same.block_docs)  # fewer centroids: other clusters
 
 
+def test_a_cluster_is_cut_into_blocks_of_similar_documents():
+    # One list (term 0) of 16 documents in one cluster; in impact order they alternate between two topics (terms
+    # 1-5 and 6-10). Cut in impact order every block would mix them; cut by similarity every block is one topic.
+    docs_by_term = [list(range(16))] + [list(range(0, 16, 2))] * 5 + [list(range(1, 16, 2))] * 5
+    offsets = np.zeros(len(docs_by_term) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in docs_by_term], out=offsets[1:])
+    doc_numbers = np.concatenate([np.array(d, dtype=np.uint32) for d in docs_by_term])
+    impacts = np.concatenate([np.array(200 - 5 * np.arange(16), dtype=np.uint8)]
+                             + [np.full(8, 50, dtype=np.uint8)] * 10)
+    index = clustered.build_clustered(offsets, doc_numbers, impacts, 16, n_postings=16, max_fraction=1.0,
+                                      block_size=4, cluster_size=16)
+    blocks = range(index.list_block_offsets[0], index.list_block_offsets[1])
+    assert len(blocks) == 4
+    for b in blocks:
+        members = index.block_docs[index.block_doc_offsets[b]:index.block_doc_offsets[b + 1]]
+        assert len(members) == 4 and len(set(members % 2)) == 1, members
+
+
 def test_write_and_load_round_trip(tmp_path):
     c = collection("heavy", num_documents=800, seed=10)
     index = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=40)
