@@ -559,23 +559,18 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
             if size == 0:
                 continue
             parts = -(-size // block_size)
-            if parts > 1 and c < clusters:  # the leftover bucket shares nothing: cut in impact order
-                group_sizes = _split_by_similarity(order, starts[c], size, parts, block_size, docs, sig_terms,
-                                                   sig_impacts, seed_weights)
-                a = starts[c]
+            if parts > 1 and c < clusters:
+                part_sizes = _split_by_similarity(order, starts[c], size, parts, block_size, docs, sig_terms,
+                                                  sig_impacts, seed_weights)
+            else:  # one block, or the leftover bucket (it shares nothing): near-equal parts in impact order
+                part_sizes = np.empty(parts, dtype=np.int64)
                 for p in range(parts):
-                    if group_sizes[p] == 0:
-                        continue
-                    block_start_in_list[term_blocks] = a
-                    block_sizes[nb + term_blocks] = group_sizes[p]
-                    a += group_sizes[p]
-                    term_blocks += 1
-                continue
-            for p in range(parts):
-                a = starts[c] + (size * p) // parts
-                b = starts[c] + (size * (p + 1)) // parts
+                    part_sizes[p] = (size * (p + 1)) // parts - (size * p) // parts
+            a = starts[c]
+            for p in range(parts):  # every part holds at least one document (a seed, or >= size // parts)
                 block_start_in_list[term_blocks] = a
-                block_sizes[nb + term_blocks] = b - a
+                block_sizes[nb + term_blocks] = part_sizes[p]
+                a += part_sizes[p]
                 term_blocks += 1
         block_start_in_list[term_blocks] = n
         for i in range(n):
