@@ -461,6 +461,8 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
     centroid_terms = np.empty(vocab, dtype=np.int64)
     dense_max = np.zeros(vocab, dtype=np.uint8)
     touched_terms = np.empty(vocab, dtype=np.int64)
+    key_count = np.zeros(vocab, dtype=np.int64)  # a list's entries by summary term (0 between terms)
+    key_cursor = np.empty(vocab, dtype=np.int64)
     for term in range(t0, t1):
         lo, hi = offsets[term], offsets[term + 1]
         df = hi - lo
@@ -579,8 +581,9 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
         row_entries = 0
         for i in range(n):
             row_entries += doc_offsets[docs[i] + 1] - doc_offsets[docs[i]]
-        triple_keys = np.empty(min(term_blocks * summary_terms, row_entries), dtype=np.int64)
-        triple_values = np.empty(triple_keys.shape[0], dtype=np.uint8)
+        triple_terms = np.empty(min(term_blocks * summary_terms, row_entries), dtype=np.int64)
+        triple_values = np.empty(triple_terms.shape[0], dtype=np.uint8)
+        triple_blocks = np.empty(triple_terms.shape[0], dtype=np.uint16)
         triples = 0
         for blk in range(term_blocks):
             touched = 0
@@ -613,8 +616,9 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
             if keep >= touched:
                 for h in range(touched):
                     t = touched_terms[h]
-                    triple_keys[triples] = t * 65536 + blk
+                    triple_terms[triples] = t
                     triple_values[triples] = dense_max[t]
+                    triple_blocks[triples] = blk
                     triples += 1
             else:
                 # The `keep` largest values: a threshold from the histogram, then ties by term order.
@@ -630,25 +634,37 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
                     if v > cut or (v == cut and room_at_cut > 0):
                         if v == cut:
                             room_at_cut -= 1
-                        triple_keys[triples] = t * 65536 + blk
+                        triple_terms[triples] = t
                         triple_values[triples] = v
+                        triple_blocks[triples] = blk
                         triples += 1
             for h in range(touched):
                 dense_max[touched_terms[h]] = 0
-        ordering = np.argsort(triple_keys[:triples])
+        # Entries grouped by summary term (ascending), blocks ascending within a term: the triples come block
+        # by block, so a stable counting sort by term is enough (an argsort of packed (term, block) keys took
+        # ~1/3 of the build).
         term_keys = 0
-        previous = -1
         for i in range(triples):
-            key = triple_keys[ordering[i]]
-            t = key // 65536
-            if t != previous:
-                keys[nk + term_keys] = t
-                key_sizes[nk + term_keys] = 0
+            t = triple_terms[i]
+            if key_count[t] == 0:
+                touched_terms[term_keys] = t
                 term_keys += 1
-                previous = t
-            key_sizes[nk + term_keys - 1] += 1
-            entry_blocks[ne + i] = key % 65536
-            entry_values[ne + i] = triple_values[ordering[i]]
+            key_count[t] += 1
+        summary_terms_sorted = np.sort(touched_terms[:term_keys])
+        running = ne
+        for u in range(term_keys):
+            t = summary_terms_sorted[u]
+            keys[nk + u] = t
+            key_sizes[nk + u] = key_count[t]
+            key_cursor[t] = running
+            running += key_count[t]
+            key_count[t] = 0
+        for i in range(triples):
+            t = triple_terms[i]
+            e = key_cursor[t]
+            key_cursor[t] = e + 1
+            entry_blocks[e] = triple_blocks[i]
+            entry_values[e] = triple_values[i]
         blocks_per_term[term - t0] = term_blocks
         keys_per_term[term - t0] = term_keys
         nb += term_blocks
