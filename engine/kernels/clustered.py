@@ -21,8 +21,10 @@ Build time, from the inverted index (term by term, in chunks, so memory stays th
 - summary layout, term-major per list: the list's distinct summary terms (ascending keys), each with its
   (block, value) entries. A query merges its own terms with a list's keys by galloping and reads only their
   entries, instead of a dot product per block (measured 1.8x faster on the summary phase than block-major).
-  The entries are one byte stream: the gap to the key's previous block as a varint, then the value (~2.1
-  bytes an entry instead of 3: the part shrinks from 4.00x to 3.25x the exact index at 1M; same query time);
+  The entries are one stream of nibbles: the value in 4 bits (one of the list's VALUE_LEVELS levels, set at
+  the quantiles of its values, rounded up), then the gap to the key's previous block as a LEB128 varint
+  (~1.6 bytes an entry instead of 2.1 with a value byte, 3 as uint16 + uint8: the part shrinks from 3.24x to
+  2.83x the exact index at 1M, "Sixth round");
 - a forward index (engine/kernels/forward_index.py) for scoring documents.
 
 Query time:
@@ -86,8 +88,13 @@ HEAP_FACTOR_RANGE = (0.0, 4.0)
 PREFETCH_DEPTH = 4
 
 NO_TERM = np.uint16(0xFFFF)
+# Summary values are stored in 4 bits: each list has VALUE_LEVELS levels, its values' quantiles (the last its
+# largest value), and a value is stored as the smallest level at or above it (an unpruned summary still bounds
+# its block).
+VALUE_LEVELS = 16
 FILES = ("doc_offsets", "forward_terms", "forward_impacts", "list_block_offsets", "block_doc_offsets",
-         "block_docs", "list_key_offsets", "summary_keys", "list_entry_offsets", "key_entry_ends", "entry_stream")
+         "block_docs", "list_key_offsets", "summary_keys", "list_entry_offsets", "key_entry_ends", "entry_stream",
+         "list_value_levels")
 
 
 class ClusteredIndex(NamedTuple):
@@ -101,14 +108,19 @@ class ClusteredIndex(NamedTuple):
     list_key_offsets: np.ndarray    # int64[V+1]   term t's summary keys: summary_keys[list_key_offsets[t]:[t+1]]
     summary_keys: np.ndarray        # uint16[D]    ascending within a list
     list_entry_offsets: np.ndarray  # int64[V+1]   term t's summary entries: entry_stream bytes [[t], [t+1])
-    key_entry_ends: np.ndarray      # uint32[D]    where key j's entries end, in bytes from its list's first one
-                                    #              (they start where the list's previous key's end, or at 0):
-                                    #              4 bytes a key instead of an 8-byte global offset
-    entry_stream: np.ndarray        # uint8[S]     a key's entries, blocks ascending, each: the gap from the
-                                    #              previous block of the key (the first: its number) as a
-                                    #              LEB128 varint, then the summary value (uint16 indexes: in
-                                    #              UINT16_SUMMARY_UNITs). ~2.1 bytes an entry instead of 3
-                                    #              (93% of gaps are under 128 at 1M real-like documents)
+    key_entry_ends: np.ndarray      # uint32[D]    where key j's entries end, in nibbles from its list's first
+                                    #              byte (they start where the list's previous key's end, or
+                                    #              at 0): 4 bytes a key instead of an 8-byte global offset
+    entry_stream: np.ndarray        # uint8[S]     nibbles, the low one of a byte first; a key's entries, blocks
+                                    #              ascending, each: the value's level (4 bits), then the gap
+                                    #              from the key's previous block (the first: its number) as a
+                                    #              varint of 3-bit digits (the 4th bit: more follow). A list
+                                    #              starts on a byte. ~1.4 bytes an entry at 1M real-like
+                                    #              documents (the median gap is ~16 blocks). Followed by
+                                    #              STREAM_PADDING zero bytes
+    list_value_levels: np.ndarray   # uint8[16V]   term t's VALUE_LEVELS summary value levels, ascending, at
+                                    #              [16t, 16t + 16), in the index's uint8 scale (uint16
+                                    #              indexes: in UINT16_SUMMARY_UNITs)
 
     @property
     def num_documents(self) -> int:
@@ -182,17 +194,19 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
                              float(summary_energy), seed, chunk_kept, max_blocks,
                              min(max_blocks * summary_terms, chunk_kept * longest_row))
         (bpt, bsz, bd, nb, nd, kpt, ky, ksz, eb, ev, nk, ne) = out
-        stream, key_bytes = _encode_entries(ksz[:nk], eb[:ne], ev[:ne])
+        stream, key_nibbles, list_bytes, list_levels = _encode_entries(kpt, ksz[:nk], eb[:ne], ev[:ne])
         # Trimmed copies: the kernel's buffers are sized for the worst case.
-        return bpt, bsz[:nb].copy(), bd[:nd].copy(), kpt, ky[:nk].copy(), key_bytes, stream
+        return (bpt, bsz[:nb].copy(), bd[:nd].copy(), kpt, ky[:nk].copy(), key_nibbles, list_bytes, list_levels,
+                stream)
 
     with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
         parts = pool.map(cluster_chunk, chunks)  # in chunk order
         if progress:
             from tqdm import tqdm
             parts = tqdm(parts, total=len(chunks), desc="clustering posting lists", unit="chunk")
-        columns = list(zip(*parts)) or [[] for _ in range(7)]
-    blocks_per_term, block_sizes, block_docs, keys_per_term, keys, key_sizes, streams = columns
+        columns = list(zip(*parts)) or [[] for _ in range(9)]
+    (blocks_per_term, block_sizes, block_docs, keys_per_term, keys, key_nibbles, list_bytes, list_levels,
+     streams) = columns
 
     def offsets_of(counts: list[np.ndarray]) -> np.ndarray:
         flat = np.concatenate(counts) if counts else np.zeros(0, np.int64)
@@ -204,102 +218,196 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
     list_key_offsets = offsets_of(keys_per_term)
-    key_starts = offsets_of(key_sizes)  # bytes, global, transient: the stored ends are relative to their list
-    list_entry_offsets = key_starts[list_key_offsets]
-    key_lists = np.repeat(np.arange(vocab, dtype=np.int64), np.diff(list_key_offsets))
-    key_entry_ends = (key_starts[1:] - list_entry_offsets[key_lists]).astype(np.uint32)
-    del key_starts, key_lists
+    list_entry_offsets = offsets_of(list_bytes)
+    key_entry_ends = _list_relative_ends(list_key_offsets, cat(key_nibbles, np.int64))
     return ClusteredIndex(doc_offsets, forward_terms, forward_impacts,
                           offsets_of(blocks_per_term), offsets_of(block_sizes), cat(block_docs, np.uint32),
                           list_key_offsets, cat(keys, np.uint16), list_entry_offsets, key_entry_ends,
-                          cat(streams, np.uint8))
+                          cat(list(streams) + [np.zeros(STREAM_PADDING, np.uint8)], np.uint8),
+                          cat(list_levels, np.uint8))
 
 
 @njit(nogil=True, cache=True)
-def _encode_entries(key_sizes, entry_blocks, entry_values):
-    """The entries of consecutive keys (key_sizes entries each, blocks ascending within a key) as one byte
-    stream: per entry the block's gap from the key's previous block (the first: the block number) as a LEB128
-    varint, then the value. Returns (stream, bytes a key)."""
-    stream = np.empty(entry_blocks.shape[0] * 4, dtype=np.uint8)  # a block number < 65536 takes <= 3 bytes
-    key_bytes = np.empty(key_sizes.shape[0], dtype=np.int64)
-    position = 0
-    e = 0
-    for key in range(key_sizes.shape[0]):
-        start = position
-        previous = 0
-        for _ in range(key_sizes[key]):
-            block = np.int64(entry_blocks[e])
-            gap = block - previous
-            previous = block
-            while gap >= 128:
-                stream[position] = np.uint8((gap & 127) | 128)
-                position += 1
-                gap >>= 7
-            stream[position] = np.uint8(gap)
-            stream[position + 1] = entry_values[e]
-            position += 2
-            e += 1
-        key_bytes[key] = position - start
-    return stream[:position].copy(), key_bytes
+def _list_relative_ends(list_key_offsets, key_nibbles):
+    """Each key's end in nibbles from its list's first byte (uint32: a list's stream is far below 2^32)."""
+    ends = np.empty(key_nibbles.shape[0], dtype=np.uint32)
+    for t in range(list_key_offsets.shape[0] - 1):
+        running = 0
+        for key in range(list_key_offsets[t], list_key_offsets[t + 1]):
+            running += key_nibbles[key]
+            ends[key] = running
+    return ends
+
+
+@njit(nogil=True, cache=True)
+def value_levels(histogram):
+    """A list's VALUE_LEVELS levels from the histogram of its uint8 summary values: level i is the smallest
+    value with (i + 1) / VALUE_LEVELS of the values at or below it, so the last is the largest value (levels at
+    the quantiles round values up by less than evenly spaced ones where values crowd)."""
+    levels = np.zeros(VALUE_LEVELS, dtype=np.uint8)
+    total = histogram.sum()
+    if total == 0:
+        return levels
+    running = 0
+    level = 0
+    for value in range(256):
+        running += histogram[value]
+        while level < VALUE_LEVELS and running * VALUE_LEVELS >= (level + 1) * total:
+            levels[level] = value
+            level += 1
+    return levels
 
 
 @njit(nogil=True, cache=True, inline="always")
-def read_varint(stream, position):
-    """(the LEB128 varint at stream[position], the position after it)."""
-    byte = np.int64(stream[position])
+def _put_nibble(stream, position, nibble):
+    if position & 1:
+        stream[position >> 1] |= np.uint8(nibble << 4)
+    else:
+        stream[position >> 1] = np.uint8(nibble)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def read_byte(stream, position):
+    """The byte whose low nibble is at nibble `position` (its high nibble the next one)."""
+    at = position >> 1
+    return ((np.int64(stream[at]) | np.int64(stream[at + 1]) << 8) >> ((position & 1) << 2)) & 255
+
+
+@njit(nogil=True, cache=True, inline="always")
+def read_gap(stream, position):
+    """(the LEB128 varint whose first byte starts at nibble `position`, the nibble position after it)."""
+    byte = read_byte(stream, position)
     value = byte & 127
-    position += 1
+    position += 2
     shift = 7
     while byte >= 128:
-        byte = np.int64(stream[position])
-        position += 1
+        byte = read_byte(stream, position)
+        position += 2
         value |= (byte & 127) << shift
         shift += 7
     return value, position
 
 
+STREAM_PADDING = 2  # zero bytes after the last list: an entry is read as 3 bytes from its first nibble's
+
+
+@njit(nogil=True, cache=True, inline="always")
+def read_entry(stream, position):
+    """(the entry's value level, its block gap, the nibble position after it), from nibble `position`."""
+    at = position >> 1
+    word = (np.int64(stream[at]) | np.int64(stream[at + 1]) << 8) >> ((position & 1) << 2)
+    gap = (word >> 4) & 255
+    if gap < 128:  # ~89% at 1M: a predictable branch keeps the next entry's position off the loads' path
+        return word & 15, gap, position + 3
+    gap, after = read_gap(stream, position + 1)
+    return word & 15, gap, after
+
+
 @njit(nogil=True, cache=True)
-def decode_entries(entry_stream, start, end):
-    """A key's entries from entry_stream[start:end]: (block numbers within the list int64, values uint8)."""
+def _encode_entries(keys_per_list, key_sizes, entry_blocks, entry_values):
+    """The entries of consecutive lists (keys_per_list keys each, key_sizes entries a key, blocks ascending
+    within a key) as one nibble stream: per entry the value's level, then the block's gap from the key's
+    previous block (the first: the block number) as a LEB128 varint (its bytes nibble-aligned); every list
+    starts on a byte. Returns (stream, nibbles a key, bytes a list, the lists' value levels uint8[16 x lists])."""
+    lists = keys_per_list.shape[0]
+    # A value nibble and at most 3 varint bytes (a block number < 65536) an entry, and a padding nibble a list.
+    stream = np.zeros((entry_blocks.shape[0] * 7 + lists + 1) // 2 + 1 + STREAM_PADDING, dtype=np.uint8)
+    key_nibbles = np.empty(key_sizes.shape[0], dtype=np.int64)
+    list_bytes = np.zeros(lists, dtype=np.int64)
+    list_levels = np.zeros(VALUE_LEVELS * lists, dtype=np.uint8)
+    histogram = np.zeros(256, dtype=np.int64)
+    level_of = np.zeros(256, dtype=np.int64)
+    position = 0
+    key = 0
+    e = 0
+    for t in range(lists):
+        first_entry = e
+        entries = 0
+        for j in range(keys_per_list[t]):
+            entries += key_sizes[key + j]
+        histogram[:] = 0
+        for i in range(first_entry, first_entry + entries):
+            histogram[entry_values[i]] += 1
+        levels = value_levels(histogram)
+        list_levels[VALUE_LEVELS * t:VALUE_LEVELS * (t + 1)] = levels
+        level = VALUE_LEVELS - 1
+        for value in range(255, -1, -1):  # each value's smallest level at or above it
+            while level > 0 and levels[level - 1] >= value:
+                level -= 1
+            level_of[value] = level
+        list_start = position
+        for _ in range(keys_per_list[t]):
+            key_start = position
+            previous = 0
+            for _ in range(key_sizes[key]):
+                _put_nibble(stream, position, level_of[entry_values[e]])
+                position += 1
+                block = np.int64(entry_blocks[e])
+                gap = block - previous
+                previous = block
+                while gap >= 128:
+                    _put_nibble(stream, position, gap & 15)
+                    _put_nibble(stream, position + 1, ((gap >> 4) & 7) | 8)
+                    position += 2
+                    gap >>= 7
+                _put_nibble(stream, position, gap & 15)
+                _put_nibble(stream, position + 1, gap >> 4)
+                position += 2
+                e += 1
+            key_nibbles[key] = position - key_start
+            key += 1
+        position += position & 1  # the next list starts on a byte
+        list_bytes[t] = (position - list_start) >> 1
+    return stream[:position >> 1].copy(), key_nibbles, list_bytes, list_levels  # unpadded: chunks are joined
+
+
+@njit(nogil=True, cache=True)
+def decode_entries(entry_stream, start, end, levels):
+    """A key's entries from the nibbles [start, end) of entry_stream, in a list with value `levels`: (block
+    numbers within the list int64, the values their levels stand for, uint8)."""
     blocks = np.empty(end - start, dtype=np.int64)
     values = np.empty(end - start, dtype=np.uint8)
     count = 0
     block = np.int64(0)
     position = start
     while position < end:
-        gap, position = read_varint(entry_stream, position)
+        level, gap, position = read_entry(entry_stream, position)
         block += gap
         blocks[count] = block
-        values[count] = entry_stream[position]
-        position += 1
+        values[count] = levels[level]
         count += 1
     return blocks[:count], values[:count]
 
 
 def key_entries(index: "ClusteredIndex", term: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Term t's summaries, decoded: {summary term: (block numbers within the list, values)}."""
-    first_key, base = int(index.list_key_offsets[term]), int(index.list_entry_offsets[term])
+    first_key, base = int(index.list_key_offsets[term]), 2 * int(index.list_entry_offsets[term])
+    levels = np.asarray(index.list_value_levels[VALUE_LEVELS * term:VALUE_LEVELS * (term + 1)])
     result = {}
     for key in range(first_key, int(index.list_key_offsets[term + 1])):
         start = base + (int(index.key_entry_ends[key - 1]) if key > first_key else 0)
         result[int(index.summary_keys[key])] = decode_entries(index.entry_stream, start,
-                                                              base + int(index.key_entry_ends[key]))
+                                                              base + int(index.key_entry_ends[key]), levels)
     return result
 
 
 @njit(nogil=True, cache=True)
-def count_entries(entry_stream):
-    """How many (block, value) entries the stream holds: one per varint byte without the continuation bit,
-    skipping the value byte that follows it."""
+def _count_entries(list_key_offsets, list_entry_offsets, key_entry_ends, entry_stream):
     count = 0
-    position = 0
-    while position < entry_stream.shape[0]:
-        if entry_stream[position] < 128:
+    for t in range(list_key_offsets.shape[0] - 1):
+        position = 2 * list_entry_offsets[t]
+        end = position + (np.int64(key_entry_ends[list_key_offsets[t + 1] - 1])
+                          if list_key_offsets[t + 1] > list_key_offsets[t] else 0)
+        while position < end:
+            _, _, position = read_entry(entry_stream, position)
             count += 1
-            position += 2
-        else:
-            position += 1
     return count
+
+
+def count_entries(index: "ClusteredIndex") -> int:
+    """How many (block, value) entries the summaries hold."""
+    return int(_count_entries(index.list_key_offsets, index.list_entry_offsets, index.key_entry_ends,
+                              index.entry_stream))
 
 
 def coarse_uint8(impacts: np.ndarray) -> np.ndarray:
@@ -752,8 +860,8 @@ def _pop_max(order, keys, size):
 @njit(nogil=True, cache=True)
 def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_offsets, block_doc_offsets, block_docs,
                      list_key_offsets, summary_keys, list_entry_offsets, key_entry_ends, entry_stream,
-                     term_ids, term_weights, scale, k, query_cut, heap_factor, query_positions, dense_query,
-                     visited, allowed=NO_MASK):
+                     list_value_levels, term_ids, term_weights, scale, k, query_cut, heap_factor, query_positions,
+                     dense_query, visited, allowed=NO_MASK):
     """Approximate top-k: (document numbers int64, exact float32 scores, stats int64[4] = blocks summarized,
     blocks visited, documents scored, forward entries read). Term ids must be unique (the Searcher's queries
     are); ids outside the vocabulary are ignored. The scratch arrays (new_scratch) are left as found.
@@ -813,7 +921,8 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
             for b in range(blocks):
                 cand_blocks[filled + b] = first + b
             lo, hi = list_key_offsets[t], list_key_offsets[t + 1]
-            first_key, entry_base = lo, list_entry_offsets[t]
+            first_key, entry_base = lo, 2 * list_entry_offsets[t]  # in nibbles
+            levels = list_value_levels[VALUE_LEVELS * t:VALUE_LEVELS * (t + 1)]
             for i in range(num_terms):
                 qt = by_id[i]
                 step = 1  # gallop to the first key >= qt, then bisect
@@ -836,10 +945,9 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
                 end = entry_base + np.int64(key_entry_ends[lo])
                 candidate = np.int64(filled)
                 while position < end:  # decode_entries, without the copies
-                    gap, position = read_varint(entry_stream, position)
+                    level, gap, position = read_entry(entry_stream, position)
                     candidate += gap
-                    cand_scores[candidate] += w * np.float32(entry_stream[position])
-                    position += 1
+                    cand_scores[candidate] += w * np.float32(levels[level])
             filled += blocks
         stats[0] = filled
         # Blocks are taken best summary first from a max-heap (built in linear time, popped only as far as the
@@ -958,7 +1066,7 @@ def write_clustered(index: ClusteredIndex, directory: str | os.PathLike, prefix:
             "counts": {"documents": index.num_documents, "forward_postings": int(len(index.forward_terms)),
                        "kept_postings": int(len(index.block_docs)), "blocks": int(len(index.block_doc_offsets) - 1),
                        "summary_keys": int(len(index.summary_keys)),
-                       "summary_entries": int(count_entries(index.entry_stream)),
+                       "summary_entries": count_entries(index),
                        "bytes": index.nbytes()}}
 
 

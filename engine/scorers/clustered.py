@@ -22,12 +22,12 @@ from engine.scorers.base import OptionSpec, Scorer, TopK, check_forward_index_so
 
 PART = "clustered"
 PREFIX = f"{PART}."
-PART_VERSION = 3  # 3: summary entries as a byte stream (varint block gaps); 2: uint16 blocks + uint8 values;
-# 1: global int64 key offsets
+PART_VERSION = 4  # 4: summary entries as a nibble stream (4-bit values, 3-bit gap digits); 3: a byte stream
+# (varint block gaps, uint8 values); 2: uint16 blocks + uint8 values; 1: global int64 key offsets
 _DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16,  # forward_impacts: the index's impact dtype
            "list_block_offsets": np.int64, "block_doc_offsets": np.int64, "block_docs": np.uint32,
            "list_key_offsets": np.int64, "summary_keys": np.uint16, "list_entry_offsets": np.int64,
-           "key_entry_ends": np.uint32, "entry_stream": np.uint8}
+           "key_entry_ends": np.uint32, "entry_stream": np.uint8, "list_value_levels": np.uint8}
 # Build parameters a user may set (`add-parts --param NAME=VALUE`), with the part's defaults.
 BUILD_DEFAULTS = {"n_postings": kernel.DEFAULT_N_POSTINGS, "max_fraction": kernel.DEFAULT_MAX_FRACTION,
                   "block_size": kernel.DEFAULT_BLOCK_SIZE, "cluster_size": kernel.DEFAULT_CLUSTER_SIZE,
@@ -85,11 +85,12 @@ class ClusteredScorer(Scorer):
     def __init__(self, index: InvertedIndex) -> None:
         super().__init__(index)
         count = {"doc_offsets": index.num_documents + 1, "list_block_offsets": index.vocab_size + 1,
-                 "list_key_offsets": index.vocab_size + 1, "list_entry_offsets": index.vocab_size + 1}
+                 "list_key_offsets": index.vocab_size + 1, "list_entry_offsets": index.vocab_size + 1,
+                 "list_value_levels": kernel.VALUE_LEVELS * index.vocab_size}
         derived = {"forward_terms": ("doc_offsets", 0), "forward_impacts": ("doc_offsets", 0),
                    "block_doc_offsets": ("list_block_offsets", 1), "block_docs": ("block_doc_offsets", 0),
                    "summary_keys": ("list_key_offsets", 0), "key_entry_ends": ("list_key_offsets", 0),
-                   "entry_stream": ("list_entry_offsets", 0)}
+                   "entry_stream": ("list_entry_offsets", kernel.STREAM_PADDING)}
         arrays: dict[str, np.ndarray] = {}
         for name in kernel.FILES:
             if name in derived:  # a length given by the last offset of the array it hangs off

@@ -217,7 +217,7 @@ def test_summary_energy_cuts_the_summaries_and_recall_follows():
     for energy in (1.0, 0.4, 0.05):
         index = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS,
                                           block_size=8, summary_energy=energy)
-        sizes[energy] = clustered.count_entries(index.entry_stream)
+        sizes[energy] = clustered.count_entries(index)
         scratch = clustered.new_scratch(c.num_documents, c.vocab_size)
         found = []
         for term_ids, weights in c.queries:
@@ -253,20 +253,49 @@ def test_a_threaded_build_gives_the_same_arrays():
         assert np.array_equal(a, b), name
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sets(st.integers(0, 65535), max_size=40), st.integers(0, 255)), max_size=12))
-def test_summary_entries_round_trip_through_the_byte_stream(keys):
-    # Gaps of every varint length (1 byte under 128, 2 under 16384, 3 above), empty keys, value bytes >= 128.
-    blocks = [np.array(sorted(members), dtype=np.uint16) for members, _ in keys]
-    values = [np.full(len(b), value, dtype=np.uint8) for b, (_, value) in zip(blocks, keys)]
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sets(st.integers(0, 65535), max_size=30), st.integers(0, 255)), max_size=6),
+                max_size=5))
+def test_summary_entries_round_trip_through_the_nibble_stream(lists):
+    # Lists of keys; gaps of every varint length (1 byte under 128, 2 under 16384, 3 above), empty keys and
+    # lists, one value or many a list. A value comes back as the smallest of its list's 16 levels at or above it.
+    keys_per_list = np.array([len(keys) for keys in lists], dtype=np.int64)
+    blocks = [np.array(sorted(members), dtype=np.uint16) for keys in lists for members, _ in keys]
+    values = [np.full(len(b), value, dtype=np.uint8)
+              for b, (_, value) in zip(blocks, [key for keys in lists for key in keys])]
     sizes = np.array([len(b) for b in blocks], dtype=np.int64)
     flat_blocks = np.concatenate(blocks) if blocks else np.zeros(0, np.uint16)
     flat_values = np.concatenate(values) if values else np.zeros(0, np.uint8)
-    stream, key_bytes = clustered._encode_entries(sizes, flat_blocks, flat_values)
-    assert key_bytes.sum() == len(stream) and clustered.count_entries(stream) == len(flat_blocks)
-    start = 0
-    for expected_blocks, expected_values, size in zip(blocks, values, key_bytes):
-        got_blocks, got_values = clustered.decode_entries(stream, start, start + int(size))
-        assert np.array_equal(got_blocks, expected_blocks.astype(np.int64))
-        assert np.array_equal(got_values, expected_values)
-        start += int(size)
+    stream, key_nibbles, list_bytes, all_levels = clustered._encode_entries(keys_per_list, sizes, flat_blocks,
+                                                                           flat_values)
+    assert list_bytes.sum() == len(stream)
+    stream = np.concatenate([stream, np.zeros(clustered.STREAM_PADDING, np.uint8)])  # as build_clustered pads it
+    key = 0
+    list_start = 0
+    for t, count in enumerate(keys_per_list):
+        levels = all_levels[16 * t:16 * (t + 1)]
+        list_values = [int(v) for key_values in values[key:key + count] for v in key_values]
+        assert np.all(np.diff(levels.astype(int)) >= 0)
+        if list_values:  # the last level is the list's largest value, the first at least its smallest
+            assert levels[-1] == max(list_values) and levels[0] >= min(list_values)
+        start = 2 * list_start
+        for _ in range(count):
+            got_blocks, got_values = clustered.decode_entries(stream, start, start + int(key_nibbles[key]), levels)
+            assert np.array_equal(got_blocks, blocks[key].astype(np.int64))
+            assert len(got_values) == len(values[key])
+            if len(values[key]):
+                assert int(got_values[0]) == min(int(v) for v in levels if v >= int(values[key][0]))
+            start += int(key_nibbles[key])
+            key += 1
+        assert start <= 2 * (list_start + int(list_bytes[t])) <= start + 1  # a list ends on a byte
+        list_start += int(list_bytes[t])
+
+
+def test_value_levels_sit_at_the_quantiles_of_a_lists_values():
+    histogram = np.zeros(256, dtype=np.int64)
+    histogram[100:131] = 10  # 310 values evenly over 100..130, 10 at 250: a level every 20 values
+    histogram[250] = 10
+    levels = clustered.value_levels(histogram)
+    assert levels[-1] == 250 and levels[0] == 101
+    assert list(levels[:15]) == [101 + 2 * i for i in range(15)]
+    assert not clustered.value_levels(np.zeros(256, dtype=np.int64)).any()
