@@ -41,7 +41,7 @@ from engine.index_format import open_index  # noqa: E402
 from engine.kernels.exact import score_exact  # noqa: E402
 
 PRUNED_CONFIGS = {10: [(20, 200), (30, 1000), (55, 2000)], 1000: [(30, 5000), (55, 10000)]}
-CLUSTERED_CONFIGS = ((10, 1.0), (10, 0.9), (10, 0.8), (10, 0.7), (15, 0.8), (20, 0.7))
+CLUSTERED_CONFIGS = ((10, 1.0, 0), (10, 0.9, 0), (10, 0.8, 0), (10, 0.7, 0), (15, 0.8, 0), (20, 0.7, 0))
 
 
 def rss_mb() -> float:
@@ -226,10 +226,11 @@ def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n,
                 "threads": args.clustered_threads, "block_size": block_size, "cluster_size": cluster_size}
         label = "clustered" if len(layouts) == 1 else f"clustered b{block_size}/c{cluster_size}"
         print(f"{label}: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
-        for qc, hf in args.clustered_configs:
-            engines[f"{label} qc={qc} hf={hf}"] = (
-                lambda i, k, qc=qc, hf=hf, blocks=blocks: clustered.search_clustered(
-                    *blocks, *queries[i], scale, k, qc, np.float32(hf), *blocks_scratch)[0], info)
+        for qc, hf, cap in args.clustered_configs:
+            engines[f"{label} qc={qc} hf={hf}" + (f" cap={cap}" if cap else "")] = (
+                lambda i, k, qc=qc, hf=hf, cap=cap, blocks=blocks: clustered.search_clustered(
+                    *blocks, *queries[i], scale, k, qc, np.float32(hf), *blocks_scratch, clustered.NO_MASK,
+                    cap)[0], info)
 
     if args.seismic:
         before, t0 = rss_mb(), time.perf_counter()
@@ -306,9 +307,10 @@ def _layout(text: str) -> tuple[int, int]:
     return int(block), int(cluster)
 
 
-def _config(text: str) -> tuple[int, float]:
-    cut, factor = text.split(":")
-    return int(cut), float(factor)
+def _config(text: str) -> tuple[int, float, int]:
+    """query_cut:heap_factor[:max_documents] (0 or absent: no cap)."""
+    cut, factor, *cap = text.split(":")
+    return int(cut), float(factor), int(cap[0]) if cap else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-fraction", type=float, default=clustered.DEFAULT_MAX_FRACTION)
     parser.add_argument("--clustered-threads", type=int, default=2, help="build threads (Seismic's: --seismic-threads)")
     parser.add_argument("--clustered-configs", type=_config, nargs="*", default=list(CLUSTERED_CONFIGS),
-                        help="query_cut:heap_factor pairs of the clustered scorer")
+                        help="query_cut:heap_factor[:max_documents] configurations of the clustered scorer")
     parser.add_argument("--impact-bits", type=int, choices=[8, 16], default=8,
                         help="the index's impacts: 16 keeps scores float-equivalent (pruned rescoring: 8 only)")
     parser.add_argument("--block-size", type=int, default=clustered.DEFAULT_BLOCK_SIZE)

@@ -34,6 +34,9 @@ Query time:
    as far as the walk goes), and the walk stops at the first block whose summary score is not above
    heap_factor x the current k-th best score: every later block scores lower still. Seismic walks each list
    in stored order and tests each block;
+   With `max_documents` above 0, the walk also stops once that many documents were scored: the slowest
+   queries are those whose k-th score rises slowly against their summaries, and a cap at the work most queries
+   need trims them at little recall ("Sixth round": the p99 from 0.65x to 0.52x Seismic's, recall unchanged);
 4. the documents of a visited block are scored from the forward index, each at most once (a visited bitmap,
    cleared after the query), by a dense-query dot product; the k kept documents are rescored with the oracle's
    float32 formula summed in query-term order, so a returned score is bit-for-bit the exact scorer's score of
@@ -83,6 +86,7 @@ DEFAULT_QUERY_CUT = 10
 QUERY_CUT_RANGE = (1, 1024)
 DEFAULT_HEAP_FACTOR = 0.5  # with blocks of 4; blocks of 10 reached the same recall at 0.7
 HEAP_FACTOR_RANGE = (0.0, 4.0)
+MAX_DOCUMENTS_RANGE = (0, 100_000_000)  # 0: no cap
 # Blocks popped ahead of the one scored, for the staged prefetches of the walk (measured: 4 stages, ~8% faster
 # at 1M than rows alone one block ahead).
 PREFETCH_DEPTH = 4
@@ -791,13 +795,16 @@ def new_scratch(num_documents: int, vocab_size: int) -> tuple[np.ndarray, np.nda
 
 
 def search(index: ClusteredIndex, term_ids: np.ndarray, term_weights: np.ndarray, scale: float, k: int,
-           query_cut: int = DEFAULT_QUERY_CUT, heap_factor: float = DEFAULT_HEAP_FACTOR, scratch=None):
+           query_cut: int = DEFAULT_QUERY_CUT, heap_factor: float = DEFAULT_HEAP_FACTOR, scratch=None,
+           max_documents: int = 0):
     """Convenience wrapper around search_clustered (checks the knobs; allocates scratch when none is given)."""
     check_knobs(query_cut, heap_factor)
+    _check_range("max_documents", max_documents, MAX_DOCUMENTS_RANGE)
     if scratch is None:
         scratch = new_scratch(index.num_documents, len(index.list_block_offsets) - 1)
     return search_clustered(*index, np.asarray(term_ids, dtype=np.int32), np.asarray(term_weights, np.float32),
-                            np.float32(scale), int(k), int(query_cut), np.float32(heap_factor), *scratch)
+                            np.float32(scale), int(k), int(query_cut), np.float32(heap_factor), *scratch, NO_MASK,
+                            int(max_documents))
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -861,7 +868,7 @@ def _pop_max(order, keys, size):
 def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_offsets, block_doc_offsets, block_docs,
                      list_key_offsets, summary_keys, list_entry_offsets, key_entry_ends, entry_stream,
                      list_value_levels, term_ids, term_weights, scale, k, query_cut, heap_factor, query_positions,
-                     dense_query, visited, allowed=NO_MASK):
+                     dense_query, visited, allowed=NO_MASK, max_documents=0):
     """Approximate top-k: (document numbers int64, exact float32 scores, stats int64[4] = blocks summarized,
     blocks visited, documents scored, forward entries read). Term ids must be unique (the Searcher's queries
     are); ids outside the vocabulary are ignored. The scratch arrays (new_scratch) are left as found.
@@ -869,7 +876,9 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
     Documents are ranked by a dense-query dot product over their forward rows (one gather a row entry, no
     branch); the k kept ones are rescored with the oracle's formula at the end, so every returned score is
     bit-for-bit the exact scorer's score of that document. `allowed`: bool[num_documents] of the documents
-    that may be returned, or empty for all; excluded documents are skipped before they are scored."""
+    that may be returned, or empty for all; excluded documents are skipped before they are scored.
+    `max_documents` (0: no cap): the walk also stops once that many documents were scored, which bounds the
+    slowest queries (those whose k-th score rises slowly against their summaries) at a small cost in recall."""
     masked = allowed.shape[0] > 0
     num_documents = doc_offsets.shape[0] - 1
     vocab = list_block_offsets.shape[0] - 1
@@ -1003,6 +1012,8 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
             position += 1
             summary = cand_scores[current]
             if size == k and summary <= bar * threshold:
+                break
+            if 0 < max_documents <= scored_count:
                 break
             stats[1] += 1
             b = cand_blocks[current]

@@ -90,6 +90,9 @@ class Scorer(abc.ABC):
     impact_dtypes: ClassVar[tuple[str, ...]] = ("uint8", "uint16")
     # The layout version of each part it reads; a part of the index in another version is refused.
     part_versions: ClassVar[Mapping[str, int]] = {}
+    # (option, counter): an option that caps the work a query may do, and the TopK counter that measures that
+    # work; `tune` tries caps at quantiles of the counter for its chosen configuration (None: no such option).
+    work_cap: ClassVar[tuple[str, str] | None] = None
     description: ClassVar[str] = ""
 
     def __init__(self, index: InvertedIndex) -> None:

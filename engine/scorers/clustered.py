@@ -72,12 +72,16 @@ class ClusteredScorer(Scorer):
     recall_floor = 0.8
     build_parameters = frozenset(BUILD_DEFAULTS)
     part_versions = {PART: PART_VERSION}
+    work_cap = ("max_documents", "documents_scored")
     options = {
         "query_cut": OptionSpec(kernel.DEFAULT_QUERY_CUT, *kernel.QUERY_CUT_RANGE, integer=True,
                                 description="heaviest query terms whose block lists are walked"),
         "heap_factor": OptionSpec(kernel.DEFAULT_HEAP_FACTOR, *kernel.HEAP_FACTOR_RANGE,
                                   description="a block is visited while its summary score exceeds heap_factor x "
                                               "the current k-th best score (lower: more blocks, more recall)"),
+        "max_documents": OptionSpec(0, *kernel.MAX_DOCUMENTS_RANGE, integer=True,
+                                    description="the walk also stops after scoring this many documents (0: no "
+                                                "cap): bounds the slowest queries at some recall"),
     }
     description = ("Statically pruned posting lists clustered into blocks with summaries; blocks of the heaviest "
                    "query terms visited best summary first, documents scored from a forward index.")
@@ -123,7 +127,8 @@ class ClusteredScorer(Scorer):
         docs, scores, stats = kernel.search_clustered(*self.arrays, query.term_ids, query.weights,
                                                       np.float32(index.scale), int(k), int(options["query_cut"]),
                                                       np.float32(options["heap_factor"]), *scratch,
-                                                      masking.kernel_mask(allowed))
+                                                      masking.kernel_mask(allowed),
+                                                      int(options.get("max_documents", 0)))
         counters = {"postings_traversed": int(stats[2]), "blocks_summarized": int(stats[0]),
                     "blocks_visited": int(stats[1]), "documents_scored": int(stats[2]),
                     "forward_entries": int(stats[3])}

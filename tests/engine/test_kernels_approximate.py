@@ -299,3 +299,30 @@ def test_value_levels_sit_at_the_quantiles_of_a_lists_values():
     assert levels[-1] == 250 and levels[0] == 101
     assert list(levels[:15]) == [101 + 2 * i for i in range(15)]
     assert not clustered.value_levels(np.zeros(256, dtype=np.int64)).any()
+
+
+def test_max_documents_caps_the_walk_and_keeps_scores_exact():
+    c = collection("real_like", num_documents=3000, num_queries=30, seed=14)
+    block_size = 4
+    index = clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS,
+                                      block_size=block_size)
+    scratch = clustered.new_scratch(c.num_documents, c.vocab_size)
+    capped_somewhere = False
+    for term_ids, weights in c.queries:
+        free = clustered.search(index, term_ids, weights, c.scale, 10, query_cut=30, heap_factor=0.3,
+                                scratch=scratch)
+        # A cap above the work done changes nothing; 0 means no cap.
+        same = clustered.search(index, term_ids, weights, c.scale, 10, query_cut=30, heap_factor=0.3,
+                                scratch=scratch, max_documents=int(free[2][2]) + block_size)
+        assert np.array_equal(free[0], same[0]) and np.array_equal(free[2], same[2])
+        cap = max(1, int(free[2][2]) // 3)
+        docs, scores, stats = clustered.search(index, term_ids, weights, c.scale, 10, query_cut=30, heap_factor=0.3,
+                                               scratch=scratch, max_documents=cap)
+        # The walk stops at the first block after the cap: at most a block's documents beyond it.
+        assert stats[2] <= cap - 1 + block_size and stats[1] <= free[2][1]
+        capped_somewhere |= stats[2] < free[2][2]
+        exact = brute_force_scores(c, term_ids, weights)
+        assert np.array_equal(scores.view(np.uint32), exact[docs].view(np.uint32))
+    assert capped_somewhere
+    with pytest.raises(ValueError, match="max_documents must be in"):
+        clustered.search(index, c.queries[0][0], c.queries[0][1], c.scale, 10, max_documents=-1)

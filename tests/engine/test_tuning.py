@@ -12,7 +12,7 @@ from engine import scorers
 from engine.errors import IndexFormatError
 from engine.index_format import add_parts, open_index
 from engine.query import SparseQuery
-from engine.scorers import PrunedRescoreScorer
+from engine.scorers import ClusteredScorer, PrunedRescoreScorer
 from engine.tuning import TuningError, config_name, exact_top, measure, tune
 from index_builder.csr_index import build_index_from_csr
 from tests.conftest import run_module
@@ -60,6 +60,27 @@ def test_the_choice_holds_on_held_out_queries(pruned_index):
     # And on a third set of queries it was never chosen or checked on.
     again = measure(PrunedRescoreScorer.for_index(index), fresh, exact_top(index, fresh, 10), 10, config.options)
     assert again.recall >= 0.95 - TOLERANCE
+
+
+def test_a_work_cap_is_tried_on_top_of_the_choice_and_kept_only_if_it_holds_the_target(pruned_index):
+    out, vocab = pruned_index
+    add_parts(out, ClusteredScorer.part_writers({"n_postings": 400}))
+    index = open_index(out)
+    rng = np.random.default_rng(5)
+    tuning, held_out = (queries_for(rng, vocab, 100) for _ in range(2))
+    config, measured = tune(index, ClusteredScorer, tuning, held_out, k=10, target_recall=0.95)
+    grid = len(ClusteredScorer.tuning_grid())
+    uncapped = measured[:grid]
+    best = min((m for m in uncapped if m.recall >= 0.95), key=lambda m: m.mean_ms)
+    # Caps at quantiles of the work the best uncapped choice did, on top of its options.
+    caps = measured[grid:]
+    assert caps and all(m.options.keys() == {*best.options, "max_documents"} for m in caps)
+    assert {m.options["max_documents"] for m in caps} == {
+        int(np.quantile(best.work, q)) for q in (0.5, 0.75, 0.9, 0.95)} - {0}
+    assert all(len(m.work) == len(tuning) and max(m.work) <= m.options["max_documents"] - 1 + 4 for m in caps)
+    chosen = next(m for m in measured if m.options == config.options)
+    assert chosen.recall >= 0.95 and chosen.mean_ms <= best.mean_ms
+    assert config.measured_recall >= 0.95 - TOLERANCE
 
 
 def test_an_unreachable_target_names_the_best_recall(pruned_index):
