@@ -4,7 +4,7 @@ Candidates come from the scorer (`Scorer.tuning_grid()`); each is measured on sa
 scorer (recall@k of the exact top-k) and timed on one thread. The fastest one whose mean recall meets the
 target wins; for a scorer with a work cap (`Scorer.work_cap`, e.g. `clustered`'s `max_documents`), caps at
 quantiles of the work its queries did are tried on top of it and kept when they are faster and still meet the
-target (a cap trims the slowest queries: at 1M it brought the p99 from 0.65x to 0.52x Seismic's at the same
+target (a cap trims the slowest queries: at 1M it brought the p99 from 0.90x to 0.71x Seismic's at the same
 recall). The winner is then re-measured on held-out queries, so the recorded figure is not the one it was
 chosen on.
 The result is data: a `TunedConfig` named by what it achieves (`recall99_k10`), stored in the index manifest.

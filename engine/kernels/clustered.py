@@ -36,7 +36,7 @@ Query time:
    in stored order and tests each block;
    With `max_documents` above 0, the walk also stops once that many documents were scored: the slowest
    queries are those whose k-th score rises slowly against their summaries, and a cap at the work most queries
-   need trims them at little recall ("Sixth round": the p99 from 0.65x to 0.52x Seismic's, recall unchanged);
+   need trims them at little recall ("Sixth round": the p99 from 0.90x to 0.71x Seismic's, recall unchanged);
 4. the documents of a visited block are scored from the forward index, each at most once (a visited bitmap,
    cleared after the query), by a dense-query dot product; the k kept documents are rescored with the oracle's
    float32 formula summed in query-term order, so a returned score is bit-for-bit the exact scorer's score of
