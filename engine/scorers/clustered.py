@@ -22,7 +22,7 @@ from engine.scorers.base import OptionSpec, Scorer, TopK, check_forward_index_so
 
 PART = "clustered"
 PREFIX = f"{PART}."
-PART_VERSION = 4  # 4: summary entries as a nibble stream (4-bit values, 3-bit gap digits); 3: a byte stream
+PART_VERSION = 4  # 4: summary entries as a nibble stream (4-bit value levels, varint gaps); 3: a byte stream
 # (varint block gaps, uint8 values); 2: uint16 blocks + uint8 values; 1: global int64 key offsets
 _DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16,  # forward_impacts: the index's impact dtype
            "list_block_offsets": np.int64, "block_doc_offsets": np.int64, "block_docs": np.uint32,
