@@ -23,8 +23,9 @@ Build time, from the inverted index (term by term, in chunks, so memory stays th
   entries, instead of a dot product per block (measured 1.8x faster on the summary phase than block-major).
   The entries are one stream of nibbles: the value in 4 bits (one of the list's VALUE_LEVELS levels, set at
   the quantiles of its values, rounded up), then the gap to the key's previous block as a LEB128 varint
-  (~1.6 bytes an entry instead of 2.1 with a value byte, 3 as uint16 + uint8: the part shrinks from 3.24x to
-  2.83x the exact index at 1M, "Sixth round");
+  (~1.6 bytes an entry instead of 2.1 with a value byte, 3 as uint16 + uint8), and a key's end is 16 bits
+  from its group of 16 keys (KEY_GROUP): the part shrinks from 3.24x to 2.68x the exact index at 1M at the
+  same time and recall ("Sixth round");
 - a forward index (engine/kernels/forward_index.py) for scoring documents.
 
 Query time:
@@ -96,9 +97,13 @@ NO_TERM = np.uint16(0xFFFF)
 # largest value), and a value is stored as the smallest level at or above it (an unpruned summary still bounds
 # its block).
 VALUE_LEVELS = 16
+# Keys are grouped by 16 for their entry ends: a group's start as int64, each key's end from it in 16 bits
+# (2.5 bytes a key instead of 4 bytes counted from the list; 32 bits only in a part where some group's entries
+# span more than 64 Ki nibbles, which needs lists of tens of thousands of blocks).
+KEY_GROUP = 16
 FILES = ("doc_offsets", "forward_terms", "forward_impacts", "list_block_offsets", "block_doc_offsets",
-         "block_docs", "list_key_offsets", "summary_keys", "list_entry_offsets", "key_entry_ends", "entry_stream",
-         "list_value_levels")
+         "block_docs", "list_key_offsets", "summary_keys", "list_entry_offsets", "key_group_starts",
+         "key_entry_ends", "entry_stream", "list_value_levels")
 
 
 class ClusteredIndex(NamedTuple):
@@ -112,9 +117,11 @@ class ClusteredIndex(NamedTuple):
     list_key_offsets: np.ndarray    # int64[V+1]   term t's summary keys: summary_keys[list_key_offsets[t]:[t+1]]
     summary_keys: np.ndarray        # uint16[D]    ascending within a list
     list_entry_offsets: np.ndarray  # int64[V+1]   term t's summary entries: entry_stream bytes [[t], [t+1])
-    key_entry_ends: np.ndarray      # uint32[D]    where key j's entries end, in nibbles from its list's first
-                                    #              byte (they start where the list's previous key's end, or
-                                    #              at 0): 4 bytes a key instead of an 8-byte global offset
+    key_group_starts: np.ndarray    # int64[ceil(D/16)] where key 16g's entries start, in nibbles of entry_stream
+    key_entry_ends: np.ndarray      # uint16[D]    where key j's entries end, in nibbles from its group's start
+                                    #              (uint32 where a group spans 64 Ki nibbles or more); they
+                                    #              start where the previous key's end, or, for a list's first
+                                    #              key, at its list's first byte
     entry_stream: np.ndarray        # uint8[S]     nibbles, the low one of a byte first; a key's entries, blocks
                                     #              ascending, each: the value's level (4 bits), then the gap
                                     #              from the key's previous block (the first: its number) as a
@@ -222,24 +229,48 @@ def build_clustered(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.nd
 
     list_key_offsets = offsets_of(keys_per_term)
     list_entry_offsets = offsets_of(list_bytes)
-    key_entry_ends = _list_relative_ends(list_key_offsets, cat(key_nibbles, np.int64))
+    key_group_starts, key_entry_ends = key_end_offsets(list_key_offsets, list_entry_offsets,
+                                                       cat(key_nibbles, np.int64))
     return ClusteredIndex(doc_offsets, forward_terms, forward_impacts,
                           offsets_of(blocks_per_term), offsets_of(block_sizes), cat(block_docs, np.uint32),
-                          list_key_offsets, cat(keys, np.uint16), list_entry_offsets, key_entry_ends,
+                          list_key_offsets, cat(keys, np.uint16), list_entry_offsets, key_group_starts,
+                          key_entry_ends,
                           cat(list(streams) + [np.zeros(STREAM_PADDING, np.uint8)], np.uint8),
                           cat(list_levels, np.uint8))
 
 
 @njit(nogil=True, cache=True)
-def _list_relative_ends(list_key_offsets, key_nibbles):
-    """Each key's end in nibbles from its list's first byte (uint32: a list's stream is far below 2^32)."""
-    ends = np.empty(key_nibbles.shape[0], dtype=np.uint32)
+def _group_relative_ends(list_key_offsets, list_entry_offsets, key_nibbles, group):
+    """(each group's start in nibbles int64, each key's end from its group's start int64)."""
+    keys = key_nibbles.shape[0]
+    starts = np.zeros((keys + group - 1) // group, dtype=np.int64)
+    ends = np.empty(keys, dtype=np.int64)
     for t in range(list_key_offsets.shape[0] - 1):
-        running = 0
+        position = 2 * list_entry_offsets[t]
         for key in range(list_key_offsets[t], list_key_offsets[t + 1]):
-            running += key_nibbles[key]
-            ends[key] = running
-    return ends
+            if key % group == 0:
+                starts[key // group] = position
+            position += key_nibbles[key]
+            ends[key] = position - starts[key // group]
+    return starts, ends
+
+
+def key_end_offsets(list_key_offsets: np.ndarray, list_entry_offsets: np.ndarray,
+                    key_nibbles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The keys' group starts (int64) and their ends from them: uint16, or uint32 when some end is 64 Ki nibbles
+    or more from its group's start."""
+    starts, ends = _group_relative_ends(list_key_offsets, list_entry_offsets, key_nibbles, KEY_GROUP)
+    wide = len(ends) > 0 and int(ends.max()) > np.iinfo(np.uint16).max
+    return starts, ends.astype(np.uint32 if wide else np.uint16)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def key_span(list_entry_offsets, key_group_starts, key_entry_ends, t, first_key, key):
+    """Key `key`'s entries in nibbles of entry_stream: (start, end); t: its list, first_key: the list's first."""
+    end = key_group_starts[key // KEY_GROUP] + np.int64(key_entry_ends[key])
+    if key == first_key:
+        return 2 * list_entry_offsets[t], end
+    return key_group_starts[(key - 1) // KEY_GROUP] + np.int64(key_entry_ends[key - 1]), end
 
 
 @njit(nogil=True, cache=True)
@@ -384,23 +415,25 @@ def decode_entries(entry_stream, start, end, levels):
 
 def key_entries(index: "ClusteredIndex", term: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Term t's summaries, decoded: {summary term: (block numbers within the list, values)}."""
-    first_key, base = int(index.list_key_offsets[term]), 2 * int(index.list_entry_offsets[term])
+    first_key = int(index.list_key_offsets[term])
     levels = np.asarray(index.list_value_levels[VALUE_LEVELS * term:VALUE_LEVELS * (term + 1)])
     result = {}
     for key in range(first_key, int(index.list_key_offsets[term + 1])):
-        start = base + (int(index.key_entry_ends[key - 1]) if key > first_key else 0)
-        result[int(index.summary_keys[key])] = decode_entries(index.entry_stream, start,
-                                                              base + int(index.key_entry_ends[key]), levels)
+        start, end = key_span(index.list_entry_offsets, index.key_group_starts, index.key_entry_ends, term,
+                              first_key, key)
+        result[int(index.summary_keys[key])] = decode_entries(index.entry_stream, start, end, levels)
     return result
 
 
 @njit(nogil=True, cache=True)
-def _count_entries(list_key_offsets, list_entry_offsets, key_entry_ends, entry_stream):
+def _count_entries(list_key_offsets, list_entry_offsets, key_group_starts, key_entry_ends, entry_stream):
     count = 0
     for t in range(list_key_offsets.shape[0] - 1):
+        first_key, last_key = list_key_offsets[t], list_key_offsets[t + 1]
+        if last_key == first_key:
+            continue
         position = 2 * list_entry_offsets[t]
-        end = position + (np.int64(key_entry_ends[list_key_offsets[t + 1] - 1])
-                          if list_key_offsets[t + 1] > list_key_offsets[t] else 0)
+        _, end = key_span(list_entry_offsets, key_group_starts, key_entry_ends, t, first_key, last_key - 1)
         while position < end:
             _, _, position = read_entry(entry_stream, position)
             count += 1
@@ -409,8 +442,8 @@ def _count_entries(list_key_offsets, list_entry_offsets, key_entry_ends, entry_s
 
 def count_entries(index: "ClusteredIndex") -> int:
     """How many (block, value) entries the summaries hold."""
-    return int(_count_entries(index.list_key_offsets, index.list_entry_offsets, index.key_entry_ends,
-                              index.entry_stream))
+    return int(_count_entries(index.list_key_offsets, index.list_entry_offsets, index.key_group_starts,
+                              index.key_entry_ends, index.entry_stream))
 
 
 def coarse_uint8(impacts: np.ndarray) -> np.ndarray:
@@ -865,7 +898,8 @@ def _pop_max(order, keys, size):
 
 @njit(nogil=True, cache=True)
 def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_offsets, block_doc_offsets, block_docs,
-                     list_key_offsets, summary_keys, list_entry_offsets, key_entry_ends, entry_stream,
+                     list_key_offsets, summary_keys, list_entry_offsets, key_group_starts, key_entry_ends,
+                     entry_stream,
                      list_value_levels, term_ids, term_weights, scale, k, query_cut, heap_factor, query_positions,
                      dense_query, visited, allowed=NO_MASK, max_documents=0):
     """Approximate top-k: (document numbers int64, exact float32 scores, stats int64[4] = blocks summarized,
@@ -929,7 +963,7 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
             for b in range(blocks):
                 cand_blocks[filled + b] = first + b
             lo, hi = list_key_offsets[t], list_key_offsets[t + 1]
-            first_key, entry_base = lo, 2 * list_entry_offsets[t]  # in nibbles
+            first_key = lo
             levels = list_value_levels[VALUE_LEVELS * t:VALUE_LEVELS * (t + 1)]
             for i in range(num_terms):
                 qt = by_id[i]
@@ -949,8 +983,7 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
                 if summary_keys[lo] != qt:
                     continue
                 w = dense_query[qt]
-                position = entry_base + (np.int64(key_entry_ends[lo - 1]) if lo > first_key else 0)
-                end = entry_base + np.int64(key_entry_ends[lo])
+                position, end = key_span(list_entry_offsets, key_group_starts, key_entry_ends, t, first_key, lo)
                 candidate = np.int64(filled)
                 while position < end:  # decode_entries, without the copies
                     level, gap, position = read_entry(entry_stream, position)
@@ -1077,6 +1110,7 @@ def write_clustered(index: ClusteredIndex, directory: str | os.PathLike, prefix:
                        "kept_postings": int(len(index.block_docs)), "blocks": int(len(index.block_doc_offsets) - 1),
                        "summary_keys": int(len(index.summary_keys)),
                        "summary_entries": count_entries(index),
+                       "key_end_bits": 8 * int(np.asarray(index.key_entry_ends).itemsize),
                        "bytes": index.nbytes()}}
 
 

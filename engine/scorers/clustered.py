@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import IndexFormatError
 from engine.index_format import InvertedIndex, PartWriter
 from engine.kernels import clustered as kernel
 from engine.kernels.exact import score_exact
@@ -22,12 +23,14 @@ from engine.scorers.base import OptionSpec, Scorer, TopK, check_forward_index_so
 
 PART = "clustered"
 PREFIX = f"{PART}."
-PART_VERSION = 4  # 4: summary entries as a nibble stream (4-bit value levels, varint gaps); 3: a byte stream
+PART_VERSION = 5  # 5: key ends in 16 bits from 16-key group starts; 4: summary entries as a nibble stream
+# (4-bit value levels, varint gaps), key ends in 32 bits from the list; 3: a byte stream
 # (varint block gaps, uint8 values); 2: uint16 blocks + uint8 values; 1: global int64 key offsets
 _DTYPES = {"doc_offsets": np.int64, "forward_terms": np.uint16,  # forward_impacts: the index's impact dtype
            "list_block_offsets": np.int64, "block_doc_offsets": np.int64, "block_docs": np.uint32,
            "list_key_offsets": np.int64, "summary_keys": np.uint16, "list_entry_offsets": np.int64,
-           "key_entry_ends": np.uint32, "entry_stream": np.uint8, "list_value_levels": np.uint8}
+           "key_group_starts": np.int64, "entry_stream": np.uint8, "list_value_levels": np.uint8}
+# key_entry_ends: uint16, or uint32 where the part's `key_end_bits` says so (kernel.key_end_offsets)
 # Build parameters a user may set (`add-parts --param NAME=VALUE`), with the part's defaults.
 BUILD_DEFAULTS = {"n_postings": kernel.DEFAULT_N_POSTINGS, "max_fraction": kernel.DEFAULT_MAX_FRACTION,
                   "block_size": kernel.DEFAULT_BLOCK_SIZE, "cluster_size": kernel.DEFAULT_CLUSTER_SIZE,
@@ -96,11 +99,18 @@ class ClusteredScorer(Scorer):
                    "summary_keys": ("list_key_offsets", 0), "key_entry_ends": ("list_key_offsets", 0),
                    "entry_stream": ("list_entry_offsets", kernel.STREAM_PADDING)}
         arrays: dict[str, np.ndarray] = {}
+        end_bits = int(index.parts[PART].params.get("key_end_bits", 16)) if PART in index.parts else 16
+        if end_bits not in (16, 32):
+            raise IndexFormatError(f"{index.path}: the {PART} part records key_end_bits {end_bits}; expected 16 "
+                                   f"or 32: rebuild it (python -m index_builder add-parts --scorer {self.name})")
         for name in kernel.FILES:
             if name in derived:  # a length given by the last offset of the array it hangs off
                 source, extra = derived[name]
                 count[name] = int(arrays[source][-1]) + extra
-            dtype = index.impacts.dtype if name == "forward_impacts" else _DTYPES[name]
+            if name == "key_group_starts":
+                count[name] = -(-int(arrays["list_key_offsets"][-1]) // kernel.KEY_GROUP)
+            dtype = (index.impacts.dtype if name == "forward_impacts" else
+                     np.dtype(f"uint{end_bits}") if name == "key_entry_ends" else _DTYPES[name])
             arrays[name] = index.part_array(PART, f"{PREFIX}{name}.npy", dtype, count[name])
         self.arrays = kernel.ClusteredIndex(*(arrays[name] for name in kernel.FILES))
 

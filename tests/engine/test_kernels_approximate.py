@@ -326,3 +326,29 @@ def test_max_documents_caps_the_walk_and_keeps_scores_exact():
     assert capped_somewhere
     with pytest.raises(ValueError, match="max_documents must be in"):
         clustered.search(index, c.queries[0][0], c.queries[0][1], c.scale, 10, max_documents=-1)
+
+
+def test_key_ends_are_16_bits_from_their_group_start_and_widen_only_when_a_group_spans_64k_nibbles():
+    rng = np.random.default_rng(15)
+    keys_per_list = np.array([0, 37, 5, 0, 20], dtype=np.int64)
+    key_nibbles = rng.integers(3, 300, size=int(keys_per_list.sum())).astype(np.int64)
+    list_key_offsets = np.concatenate([[0], np.cumsum(keys_per_list)]).astype(np.int64)
+    # Lists start on a byte: a list's bytes are its keys' nibbles rounded up.
+    list_bytes = [(int(key_nibbles[a:b].sum()) + 1) // 2 for a, b in zip(list_key_offsets[:-1], list_key_offsets[1:])]
+    list_entry_offsets = np.concatenate([[0], np.cumsum(list_bytes)]).astype(np.int64)
+    starts, ends = clustered.key_end_offsets(list_key_offsets, list_entry_offsets, key_nibbles)
+    assert ends.dtype == np.uint16 and len(starts) == -(-len(key_nibbles) // clustered.KEY_GROUP)
+    for t in range(len(keys_per_list)):
+        position = 2 * int(list_entry_offsets[t])
+        for key in range(list_key_offsets[t], list_key_offsets[t + 1]):
+            start, end = clustered.key_span(list_entry_offsets, starts, ends, t, list_key_offsets[t], key)
+            assert (start, end) == (position, position + key_nibbles[key])
+            position = end
+    # One key of 70,000 nibbles (a key present in ~23,000 blocks of one list): 32-bit ends, same spans.
+    key_nibbles[40] = 70_000
+    list_bytes = [(int(key_nibbles[a:b].sum()) + 1) // 2 for a, b in zip(list_key_offsets[:-1], list_key_offsets[1:])]
+    list_entry_offsets = np.concatenate([[0], np.cumsum(list_bytes)]).astype(np.int64)
+    starts, ends = clustered.key_end_offsets(list_key_offsets, list_entry_offsets, key_nibbles)
+    assert ends.dtype == np.uint32
+    start, end = clustered.key_span(list_entry_offsets, starts, ends, 2, list_key_offsets[2], 40)
+    assert end - start == 70_000

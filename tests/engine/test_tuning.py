@@ -152,9 +152,9 @@ def test_add_parts_rejects_a_negative_thread_count_and_an_index_the_part_cannot_
     # A part written in an older layout is refused with what to do, not misread.
     manifest_path = wide / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    for old_version in (1, 2, 3):
+    for old_version in (1, 2, 3, 4):
         manifest["parts"]["clustered"]["version"] = old_version
         manifest_path.write_text(json.dumps(manifest))
         with pytest.raises(IndexFormatError,
-                           match=f"layout version {old_version}; this engine reads version 4: rebuild it"):
+                           match=f"layout version {old_version}; this engine reads version 5: rebuild it"):
             scorers.registered()["clustered"].for_index(open_index(wide))
