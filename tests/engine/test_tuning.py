@@ -158,3 +158,15 @@ def test_add_parts_rejects_a_negative_thread_count_and_an_index_the_part_cannot_
         with pytest.raises(IndexFormatError,
                            match=f"layout version {old_version}; this engine reads version 5: rebuild it"):
             scorers.registered()["clustered"].for_index(open_index(wide))
+
+
+@pytest.mark.parametrize("value, fragment", [(-1, "must be in [0, 100000000], got -1"),
+                                             (100_000_001, "must be in [0, 100000000]"),
+                                             (2.5, "must be an integer, got 2.5")])
+def test_max_documents_outside_its_limits_names_the_field(value, fragment):
+    from engine.errors import InvalidQueryError
+    with pytest.raises(InvalidQueryError) as caught:
+        ClusteredScorer.resolve_options({"max_documents": value})
+    assert caught.value.field == "scorer_options.max_documents" and fragment in caught.value.message
+    assert ClusteredScorer.resolve_options({"max_documents": 4000})["max_documents"] == 4000
+    assert ClusteredScorer.resolve_options({})["max_documents"] == 0  # no cap unless asked or tuned
