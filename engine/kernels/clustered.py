@@ -301,6 +301,13 @@ def _put_nibble(stream, position, nibble):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _put_byte(stream, position, byte):
+    """The inverse of read_byte: its low nibble at nibble `position`, its high one at the next."""
+    _put_nibble(stream, position, byte & 15)
+    _put_nibble(stream, position + 1, byte >> 4)
+
+
+@njit(nogil=True, cache=True, inline="always")
 def read_byte(stream, position):
     """The byte whose low nibble is at nibble `position` (its high nibble the next one)."""
     at = position >> 1
@@ -379,13 +386,11 @@ def _encode_entries(keys_per_list, key_sizes, entry_blocks, entry_values):
                 block = np.int64(entry_blocks[e])
                 gap = block - previous
                 previous = block
-                while gap >= 128:
-                    _put_nibble(stream, position, gap & 15)
-                    _put_nibble(stream, position + 1, ((gap >> 4) & 7) | 8)
+                while gap >= 128:  # LEB128, as read_gap reads it
+                    _put_byte(stream, position, (gap & 127) | 128)
                     position += 2
                     gap >>= 7
-                _put_nibble(stream, position, gap & 15)
-                _put_nibble(stream, position + 1, gap >> 4)
+                _put_byte(stream, position, gap)
                 position += 2
                 e += 1
             key_nibbles[key] = position - key_start
