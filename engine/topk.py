@@ -45,6 +45,12 @@ def sift_up(heap_scores, heap_docs, i):
             return
 
 
+@njit(nogil=True, cache=True, inline="always")
+def could_enter(heap_scores, size, k, score):
+    """False when `offer` would surely leave the heap as it is: it is full and `score` is below its root."""
+    return size < k or score >= heap_scores[0]
+
+
 @njit(nogil=True, cache=True)
 def offer(heap_scores, heap_docs, size, k, score, doc):
     """Offer a hit to the heap of the k best (root = worst kept); returns the new size."""

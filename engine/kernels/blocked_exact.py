@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.exact import NO_MASK
-from engine.topk import offer, sift_down, sift_up, sorted_hits
+from engine.topk import could_enter, offer, sift_down, sift_up, sorted_hits
 
 # 32K documents x 4 bytes = 128 KB of accumulator: a quarter of the 512 KB L2 of the AMD EPYC this was
 # measured on (16K and 32K were best there, 64K and 128K slower), well inside the 2 MB L2 of the Intel Xeon of
@@ -126,7 +126,7 @@ def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents,
     last_range = ranges if last_range is None else last_range
     if not 0 <= first_range <= last_range <= ranges:
         raise ValueError(f"ranges [{first_range}, {last_range}) must lie within [0, {ranges}]")
-    kernel = _score_blocked16 if doc_numbers.dtype == np.uint16 else _score_blocked32
+    kernel = score_blocked16 if doc_numbers.dtype == np.uint16 else _score_blocked32
     return kernel(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale, k,
                   accumulator, allowed, np.int64(first_range), np.int64(last_range), share_thresholds,
                   np.int64(share))
@@ -199,7 +199,7 @@ def _share_bounds(range_starts, term_ids, shares):
 
 
 @njit(nogil=True, cache=True)
-def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
+def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
                      k, accumulator, allowed, first_range, last_range, share_thresholds, share):
     """The 16-bit form: `doc_numbers` are the low 16 bits (`local_doc_numbers`; range_size at most
     MAX_LOCAL_RANGE_SIZE), with the chunked scan for k <= CHUNKED_SCAN_MAX_K; otherwise as `_score_blocked32`."""
@@ -263,7 +263,8 @@ def _score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documen
                         acc[local] = 0
                         if masked and not allowed[local + base]:
                             continue
-                        size = offer(heap_scores, heap_docs, size, k, score, local + base)
+                        if could_enter(heap_scores, size, k, score):
+                            size = offer(heap_scores, heap_docs, size, k, score, local + base)
             threshold = heap_scores[0] if size == k else np.float32(0)
             if share_thresholds is not None:
                 if size == k:
@@ -379,7 +380,8 @@ def _score_blocked32(doc_numbers, impacts, range_starts, range_size, num_documen
                         acc[local] = 0
                         if masked and not allowed[local + base]:
                             continue
-                        size = offer(heap_scores, heap_docs, size, k, score, local + base)
+                        if could_enter(heap_scores, size, k, score):
+                            size = offer(heap_scores, heap_docs, size, k, score, local + base)
             threshold = heap_scores[0] if size == k else np.float32(0)
             if share_thresholds is not None:
                 if size == k:

@@ -58,7 +58,7 @@ from numba import njit
 from engine.kernels.exact import NO_MASK
 from engine.kernels.forward_index import build_forward
 from engine.kernels.prefetch import prefetch_address
-from engine.topk import offer, sorted_hits
+from engine.topk import could_enter, offer, sorted_hits
 
 # A uint16 impact v is summarized as ceil(v / 257), a uint8 one as itself: 65535 = 255 x 257.
 UINT16_SUMMARY_UNIT = 257
@@ -1070,7 +1070,7 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
                 score = np.float32(0)  # a dense-query dot product: one gather a row entry, no branch
                 for e in range(lo, hi):
                     score += dense_query[forward_terms[e]] * np.float32(forward_impacts[e])
-                if score > 0:
+                if score > 0 and could_enter(heap_scores, size, k, score):
                     size = offer(heap_scores, heap_docs, size, k, score, doc)
                     if size == k:
                         threshold = heap_scores[0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.topk import offer, sift_down, sift_up, sorted_hits
+from engine.topk import could_enter, offer, sift_down, sift_up, sorted_hits
 
 # Below postings * SPARSE_FRACTION < documents, walking the postings again beats a full scan of the accumulator.
 SPARSE_FRACTION = 8
@@ -74,7 +74,8 @@ def score_exact(offsets, doc_numbers, impacts, term_ids, term_weights, scale, k,
                     accumulator[doc] = 0
                     if masked and not allowed[doc]:
                         continue
-                    size = offer(heap_scores, heap_docs, size, k, score, np.int64(doc))
+                    if could_enter(heap_scores, size, k, score):
+                        size = offer(heap_scores, heap_docs, size, k, score, np.int64(doc))
     else:
         # Full scan in document order: a later document never beats an equal score, so '>' against the
         # current k-th best (0 until the heap is full: untouched documents score 0) is the whole test.

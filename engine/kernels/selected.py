@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.topk import offer, sorted_hits
+from engine.topk import could_enter, offer, sorted_hits
 
 
 @njit(nogil=True, cache=True)
@@ -44,7 +44,7 @@ def score_selected(offsets, doc_numbers, impacts, term_ids, term_weights, scale,
     size = 0
     if k > 0:
         for j in range(selected.shape[0]):
-            if sums[j] > 0:
+            if sums[j] > 0 and could_enter(heap_scores, size, k, sums[j]):
                 size = offer(heap_scores, heap_docs, size, k, sums[j], selected[j])
     docs_out, scores_out = sorted_hits(heap_scores, heap_docs, size)
     return docs_out, scores_out, probes
