@@ -46,7 +46,8 @@ from engine.index_format import open_index  # noqa: E402
 
 from engine.kernels.exact import score_exact  # noqa: E402
 
-PRUNED_CONFIGS = {10: [(20, 200), (30, 1000), (55, 2000)], 1000: [(30, 5000), (55, 10000)]}
+# pruned rescoring: (query_mass, candidates) for each k
+PRUNED_CONFIGS = {10: [(0.7, 200), (0.7, 300), (0.8, 300)], 1000: [(0.8, 2000), (0.9, 1500), (0.9, 2000)]}
 CLUSTERED_CONFIGS = ((10, 1.0, 0), (10, 0.9, 0), (10, 0.8, 0), (10, 0.7, 0), (15, 0.8, 0), (20, 0.7, 0))
 
 
@@ -199,7 +200,7 @@ def add_threaded_blocked(engines, args, queries, offsets, docs, local_docs, impa
 
 
 def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, collection, name: str) -> None:
-    if impacts.dtype == np.uint8:  # pruned rescoring serves uint8 indexes only
+    if args.pruned:
         add_pruned(engines, args, queries, offsets, docs, impacts, n, scale)
     add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection, name)
 
@@ -210,12 +211,13 @@ def add_pruned(engines, args, queries, offsets, docs, impacts, n, scale) -> None
     info = {"build_s": time.perf_counter() - t0, "bytes": pruned.nbytes(), "rss_mb": rss_mb() - before,
             "n_postings": args.n_postings}
     print(f"pruned rescoring: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
-    pruned_scratch = pruned_rescore.new_scratch(n, VOCAB_SIZE)
+    pruned_scratch = pruned_rescore.new_scratch(n, VOCAB_SIZE, pruned.range_size)
     for k in args.k:
-        for qc, cand in PRUNED_CONFIGS[k]:
-            engines[f"pruned qc={qc} C={cand} k={k}"] = (
-                lambda i, kk, qc=qc, cand=cand: pruned_rescore.search_pruned(
-                    *pruned, *queries[i], scale, kk, qc, cand, *pruned_scratch)[0], info)
+        for mass, cand in (args.pruned_configs or {}).get(k, PRUNED_CONFIGS[k]):
+            engines[f"pruned mass={mass} C={cand} k={k}"] = (
+                lambda i, kk, mass=mass, cand=cand: pruned_rescore.search_pruned(
+                    *pruned.arrays(), pruned.range_size, *queries[i], scale, kk, pruned_rescore.QUERY_CUT_RANGE[1],
+                    np.float64(mass), cand, *pruned_scratch)[0], info)
 
 
 def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection,
@@ -336,6 +338,12 @@ def _config(text: str) -> tuple[int, float, int]:
     return int(cut), float(factor), int(cap[0]) if cap else 0
 
 
+def _pruned_configs(text: str) -> tuple[int, float, int]:
+    """k:query_mass:candidates"""
+    k, mass, candidates = text.split(":")
+    return int(k), float(mass), int(candidates)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calibrated", help="folder written by ../shared/bench/synth_calibrated.py")
@@ -347,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--range-sizes", type=int, nargs="*", default=[32768, 65536])
     parser.add_argument("--n-postings", type=int, default=pruned_rescore.DEFAULT_N_POSTINGS,
                         help="pruned rescoring: postings kept per term")
+    parser.add_argument("--pruned-configs", type=_pruned_configs, nargs="*", default=None, metavar="K:MASS:CANDIDATES",
+                        help="pruned rescoring configurations (default: PRUNED_CONFIGS)")
+    parser.add_argument("--no-pruned", dest="pruned", action="store_false")
     parser.add_argument("--no-clustered", dest="clustered", action="store_false",
                         help="skip the clustered-blocks scorer")
     parser.add_argument("--clustered-n-postings", type=int, default=clustered.DEFAULT_N_POSTINGS)
@@ -355,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clustered-configs", type=_config, nargs="*", default=list(CLUSTERED_CONFIGS),
                         help="query_cut:heap_factor[:max_documents] configurations of the clustered scorer")
     parser.add_argument("--impact-bits", type=int, choices=[8, 16], default=8,
-                        help="the index's impacts: 16 keeps scores float-equivalent (pruned rescoring: 8 only)")
+                        help="the index's impacts: 16 keeps scores float-equivalent")
     parser.add_argument("--block-size", type=int, default=clustered.DEFAULT_BLOCK_SIZE)
     parser.add_argument("--cluster-size", type=int, default=clustered.DEFAULT_CLUSTER_SIZE)
     parser.add_argument("--layouts", type=_layout, nargs="*", default=None, metavar="BLOCK:CLUSTER",
@@ -378,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
                              "are rescaled by score_exact's mean over all passes / its mean in that pass")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.pruned_configs is not None:  # k -> [(mass, candidates)]
+        by_k: dict[int, list] = {}
+        for k, mass, candidates in args.pruned_configs:
+            by_k.setdefault(k, []).append((mass, candidates))
+        args.pruned_configs = by_k
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scorers-") as tmp:
         if args.calibrated:

@@ -1,22 +1,26 @@
 """Approximate scoring by candidate generation over statically pruned posting lists + exact rescoring.
 
-Measured on the real-like set, Seismic's block summaries were either too loose (the component-wise maximum
-over a block is far above any of its documents on 55-term queries) or, once cut to fit in memory, too low to
-find the best blocks (engine/kernels/clustered.py, docs/index.md "Approximate scoring"). This scorer keeps the
-parts of Seismic's design that carried the recall and drops the summaries:
+Seismic's block summaries cost memory and, on 55-term queries, bound their blocks loosely (engine/kernels/
+clustered.py). This scorer keeps two of its ideas, static pruning and the query-term cut, and walks what is left
+with the cache-blocked exact kernel (engine/kernels/blocked_exact.py), which is fast per posting:
 
-- static pruning: each term keeps its `n_postings` highest-impact postings (ties: lower document number),
-  with their uint8 impacts, in document order;
-- query-term cut: only the `query_cut` heaviest query terms walk their pruned lists, accumulating a partial
-  score per document (term at a time, into a dense per-thread accumulator; the documents touched are listed
-  on first touch so that the accumulator is cleared by them, not by a full pass);
-- candidate cut: the `candidates` documents with the best partial scores (at least k) are rescored exactly
-  from the forward index, with the oracle's float32 products summed in query-term order, so every returned
-  score is bit-for-bit the exact scorer's score of that document; the top-k of the rescored documents is the
-  answer (ties to the lower document number).
+- static pruning: each term keeps its `n_postings` highest-impact postings (ties: lower document number), with
+  the index's impacts (uint8 or uint16), in document order, cut into document ranges of `range_size` (at most
+  65,536: a kept posting stores the low 16 bits of its document number, as the exact-blocked part does);
+- query-term cut: the heaviest query terms are walked, up to `query_cut` of them and no more than needed to reach
+  `query_mass` of the query's positive weight (a fraction, so that long and short queries are cut alike);
+- candidate cut: the walk keeps the `candidates` best partial scores (at least k) in a heap, range by range,
+  with the accumulator slice in L2; the candidates are ranked by a dense-query dot product over their forward
+  rows (rows prefetched a few candidates ahead), and the k kept ones are rescored with the oracle's float32
+  products summed in query-term order, so every returned score is bit-for-bit the exact scorer's score of that
+  document (ties to the lower document number).
 
-Per query the work is bounded by query_cut x n_postings accumulator adds plus `candidates` forward rows,
-whatever the collection size: there is no unbounded path.
+Per query the work is bounded by query_cut x n_postings postings, a scan of the touched ranges and
+`candidates` forward rows, whatever the collection size. At 1M real-like documents a query touches ~10% of the
+postings the exact scorer walks (docs/index.md, "Seventh round").
+
+Part layout 2 (this one): range starts + 16-bit document numbers, impacts of the index's dtype. Layout 1 (uint32
+documents, uint8 only, a 4 MB accumulator per thread) is refused with the rebuild command.
 """
 from __future__ import annotations
 
@@ -27,34 +31,38 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from engine.kernels.blocked_exact import (DEFAULT_RANGE_SIZE, MAX_LOCAL_RANGE_SIZE, MIN_RANGE_SIZE,
+                                          local_doc_numbers, num_ranges, prepare_ranges, score_blocked16)
 from engine.kernels.clustered import _exact_score, _top_postings, prefetch_rows
 from engine.kernels.exact import NO_MASK
 from engine.kernels.forward_index import build_forward
-from engine.topk import offer, sorted_hits
+from engine.topk import could_enter, offer, sorted_hits
 
-# Build-time parameter: default and valid range (inclusive).
-DEFAULT_N_POSTINGS = 10000
+# Build-time parameters: defaults and valid ranges (inclusive).
+DEFAULT_N_POSTINGS = 50000
 N_POSTINGS_RANGE = (16, 1 << 24)
+RANGE_SIZE_RANGE = (MIN_RANGE_SIZE, MAX_LOCAL_RANGE_SIZE)
 # Query-time knobs: defaults and valid ranges (inclusive), for request limits.
-DEFAULT_QUERY_CUT = 20
+DEFAULT_QUERY_CUT = 64
 QUERY_CUT_RANGE = (1, 1024)
-DEFAULT_CANDIDATES = 200
+DEFAULT_QUERY_MASS = 0.8
+QUERY_MASS_RANGE = (0.01, 1.0)
+DEFAULT_CANDIDATES = 300
 CANDIDATES_RANGE = (1, 100_000)
-# Resolution of the candidate cut (partial scores are bucketed relative to the best one).
-HISTOGRAM_BUCKETS = 4096
 # How many candidates ahead the forward rows are prefetched (measured: 8 beat 0, 2 and 4).
 PREFETCH_AHEAD = 8
 
-FILES = ("doc_offsets", "forward_terms", "forward_impacts", "pruned_offsets", "pruned_docs", "pruned_impacts")
+FILES = ("doc_offsets", "forward_terms", "forward_impacts", "range_starts", "pruned_docs", "pruned_impacts")
 
 
 class PrunedIndex(NamedTuple):
     doc_offsets: np.ndarray      # int64[N+1]  forward index
     forward_terms: np.ndarray    # uint16[P]
-    forward_impacts: np.ndarray  # uint8[P]
-    pruned_offsets: np.ndarray   # int64[V+1]  term t's kept postings: [pruned_offsets[t], [t+1])
-    pruned_docs: np.ndarray      # uint32[P'] ascending within a term
-    pruned_impacts: np.ndarray   # uint8[P']
+    forward_impacts: np.ndarray  # uint8[P] or uint16[P]: the index's impacts
+    range_starts: np.ndarray     # int64[V, R+1]: where term t's kept postings reach document r x range_size
+    pruned_docs: np.ndarray      # uint16[P']  low 16 bits of the document numbers, ascending within a term
+    pruned_impacts: np.ndarray   # [P'] the index's dtype
+    range_size: int
 
     @property
     def num_documents(self) -> int:
@@ -62,10 +70,13 @@ class PrunedIndex(NamedTuple):
 
     @property
     def vocab_size(self) -> int:
-        return len(self.pruned_offsets) - 1
+        return len(self.range_starts)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return tuple(self[:len(FILES)])
 
     def nbytes(self) -> int:
-        return int(sum(np.asarray(a).nbytes for a in self))
+        return int(sum(np.asarray(a).nbytes for a in self.arrays()))
 
 
 def _check_range(name: str, value, bounds) -> None:
@@ -73,78 +84,94 @@ def _check_range(name: str, value, bounds) -> None:
         raise ValueError(f"{name} must be in [{bounds[0]}, {bounds[1]}], got {value}")
 
 
-def check_knobs(query_cut: int, candidates: int) -> None:
+def check_knobs(query_cut: int, candidates: int, query_mass: float = DEFAULT_QUERY_MASS) -> None:
     """Raise ValueError naming the knob and its limits."""
     _check_range("query_cut", query_cut, QUERY_CUT_RANGE)
     _check_range("candidates", candidates, CANDIDATES_RANGE)
+    _check_range("query_mass", query_mass, QUERY_MASS_RANGE)
 
 
 def build_pruned(offsets: np.ndarray, doc_numbers: np.ndarray, impacts: np.ndarray, num_documents: int, *,
-                 n_postings: int = DEFAULT_N_POSTINGS, chunk_terms: int = 2048,
-                 progress: bool = False) -> PrunedIndex:
+                 n_postings: int = DEFAULT_N_POSTINGS, range_size: int = DEFAULT_RANGE_SIZE,
+                 chunk_terms: int = 2048, progress: bool = False) -> PrunedIndex:
     """The scorer's arrays from an inverted index (offsets int64[V+1], doc_numbers uint32 ascending per term,
-    uint8 impacts). Memory: the output, plus one chunk of terms' kept postings."""
+    uint8 or uint16 impacts). Memory: the output, plus 4 bytes a kept posting while the range starts are found."""
     _check_range("n_postings", n_postings, N_POSTINGS_RANGE)
+    _check_range("range_size", range_size, RANGE_SIZE_RANGE)
+    if np.dtype(impacts.dtype) not in (np.uint8, np.uint16):
+        raise ValueError(f"pruned lists keep uint8 or uint16 impacts, the index has {impacts.dtype}")
     offsets = np.asarray(offsets, dtype=np.int64)
     vocab = len(offsets) - 1
     doc_offsets, forward_terms, forward_impacts = build_forward(offsets, doc_numbers, impacts, num_documents)
     kept = np.minimum(np.diff(offsets), n_postings)
     pruned_offsets = np.zeros(vocab + 1, dtype=np.int64)
     np.cumsum(kept, out=pruned_offsets[1:])
-    pruned_docs = np.empty(int(pruned_offsets[-1]), dtype=np.uint32)
-    pruned_impacts = np.empty(int(pruned_offsets[-1]), dtype=np.uint8)
+    full_docs = np.empty(int(pruned_offsets[-1]), dtype=np.uint32)
+    pruned_impacts = np.empty(int(pruned_offsets[-1]), dtype=impacts.dtype)
+    levels = 1 << (8 * np.dtype(impacts.dtype).itemsize)
     chunks = range(0, vocab, chunk_terms)
     if progress:
         from tqdm import tqdm
         chunks = tqdm(chunks, desc="pruning posting lists", unit="chunk")
     for t0 in chunks:
-        _prune_terms(offsets, doc_numbers, impacts, pruned_offsets, pruned_docs, pruned_impacts, t0,
-                     min(vocab, t0 + chunk_terms), n_postings)
-    return PrunedIndex(doc_offsets, forward_terms, forward_impacts, pruned_offsets, pruned_docs, pruned_impacts)
+        _prune_terms(offsets, doc_numbers, impacts, pruned_offsets, full_docs, pruned_impacts, t0,
+                     min(vocab, t0 + chunk_terms), n_postings, levels)
+    range_starts = prepare_ranges(pruned_offsets, full_docs, num_documents, range_size)
+    pruned_docs = local_doc_numbers(full_docs)
+    del full_docs
+    return PrunedIndex(doc_offsets, forward_terms, forward_impacts, range_starts, pruned_docs, pruned_impacts,
+                       int(range_size))
 
 
 @njit(nogil=True, cache=True)
-def _prune_terms(offsets, doc_numbers, impacts, pruned_offsets, pruned_docs, pruned_impacts, t0, t1, n_postings):
+def _prune_terms(offsets, doc_numbers, impacts, pruned_offsets, pruned_docs, pruned_impacts, t0, t1, n_postings,
+                 levels):
     for term in range(t0, t1):
         lo, hi = offsets[term], offsets[term + 1]
-        n = min(hi - lo, n_postings)
-        if n == 0:
+        out = pruned_offsets[term]
+        if hi - lo <= n_postings:  # kept whole: already in document order
+            for i in range(hi - lo):
+                pruned_docs[out + i] = doc_numbers[lo + i]
+                pruned_impacts[out + i] = impacts[lo + i]
             continue
         # Kept in document order: the accumulator adds then walk memory forward.
-        top = np.sort(_top_postings(doc_numbers, impacts, 256, lo, hi, n))
-        out = pruned_offsets[term]
-        for i in range(n):
+        top = np.sort(_top_postings(doc_numbers, impacts, levels, lo, hi, n_postings))
+        for i in range(n_postings):
             pruned_docs[out + i] = doc_numbers[top[i]]
             pruned_impacts[out + i] = impacts[top[i]]
 
 
-def new_scratch(num_documents: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-thread scratch: (query positions int32[V] = -1, partial-score accumulator float32[N] = 0)."""
-    return np.full(vocab_size, -1, dtype=np.int32), np.zeros(num_documents, dtype=np.float32)
+def new_scratch(num_documents: int, vocab_size: int, range_size: int = DEFAULT_RANGE_SIZE
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread scratch: (query positions int32[V] = -1, dense query float32[V] = 0, range accumulator
+    float32[min(range_size, N)] = 0)."""
+    return (np.full(vocab_size, -1, dtype=np.int32), np.zeros(vocab_size, dtype=np.float32),
+            np.zeros(max(1, min(range_size, num_documents)), dtype=np.float32))
 
 
 def search(index: PrunedIndex, term_ids: np.ndarray, term_weights: np.ndarray, scale: float, k: int,
-           query_cut: int = DEFAULT_QUERY_CUT, candidates: int = DEFAULT_CANDIDATES, scratch=None):
+           query_cut: int = DEFAULT_QUERY_CUT, candidates: int = DEFAULT_CANDIDATES,
+           query_mass: float = DEFAULT_QUERY_MASS, scratch=None, allowed: np.ndarray = NO_MASK):
     """Convenience wrapper around search_pruned (checks the knobs; allocates scratch when none is given)."""
-    check_knobs(query_cut, candidates)
+    check_knobs(query_cut, candidates, query_mass)
     if scratch is None:
-        scratch = new_scratch(index.num_documents, index.vocab_size)
-    return search_pruned(*index, np.asarray(term_ids, dtype=np.int32), np.asarray(term_weights, np.float32),
-                         np.float32(scale), int(k), int(query_cut), int(candidates), *scratch)
+        scratch = new_scratch(index.num_documents, index.vocab_size, index.range_size)
+    return search_pruned(*index.arrays(), index.range_size, np.asarray(term_ids, dtype=np.int32),
+                         np.asarray(term_weights, np.float32), np.float32(scale), int(k), int(query_cut),
+                         np.float64(query_mass), int(candidates), *scratch, allowed)
 
 
 @njit(nogil=True, cache=True)
-def search_pruned(doc_offsets, forward_terms, forward_impacts, pruned_offsets, pruned_docs, pruned_impacts,
-                  term_ids, term_weights, scale, k, query_cut, candidates, query_positions, accumulator,
-                  allowed=NO_MASK):
+def search_pruned(doc_offsets, forward_terms, forward_impacts, range_starts, pruned_docs, pruned_impacts,
+                  range_size, term_ids, term_weights, scale, k, query_cut, query_mass, candidates,
+                  query_positions, dense_query, accumulator, allowed=NO_MASK):
     """Approximate top-k: (document numbers int64, exact float32 scores, stats int64[4] = pruned postings
-    walked, documents touched, documents rescored, forward entries read). Term ids must be unique (the
+    walked, query terms walked, documents rescored, forward entries read). Term ids must be unique (the
     Searcher's queries are); ids outside the vocabulary are ignored. The scratch is left as found. `allowed`:
-    bool[num_documents] of the documents that may be returned, or empty for all; excluded documents are never
-    accumulated, so the candidates are all allowed ones."""
-    masked = allowed.shape[0] > 0
+    bool[num_documents] of the documents that may be returned, or empty for all; the walk's selection skips
+    excluded documents, so the candidates are all allowed ones."""
     num_documents = doc_offsets.shape[0] - 1
-    vocab = pruned_offsets.shape[0] - 1
+    vocab = range_starts.shape[0]
     scale32 = np.float32(scale)
     nq = term_ids.shape[0]
     terms = np.empty(nq, dtype=np.int64)
@@ -158,11 +185,13 @@ def search_pruned(doc_offsets, forward_terms, forward_impacts, pruned_offsets, p
         if query_positions[term] >= 0:
             for i in range(num_terms):
                 query_positions[terms[i]] = -1
+                dense_query[terms[i]] = 0
             raise ValueError("duplicate term id in the query")
         query_positions[term] = num_terms
         terms[num_terms] = term
         raw[num_terms] = term_weights[q]
         weights[num_terms] = np.float32(term_weights[q]) * scale32
+        dense_query[term] = weights[num_terms]
         num_terms += 1
     stats = np.zeros(4, dtype=np.int64)
     k = max(0, min(k, num_documents))
@@ -170,108 +199,94 @@ def search_pruned(doc_offsets, forward_terms, forward_impacts, pruned_offsets, p
     heap_docs = np.empty(k, dtype=np.int64)
     size = 0
     if k > 0 and num_terms > 0:
-        cut = min(query_cut, num_terms)
-        heaviest = np.argsort(-raw[:num_terms], kind="mergesort")[:cut]
-        capacity = 0
-        for h in range(cut):
-            t = terms[heaviest[h]]
-            capacity += pruned_offsets[t + 1] - pruned_offsets[t]
-        touched = np.empty(capacity, dtype=np.int64)
-        num_touched = 0
-        for h in range(cut):
+        # The heaviest terms (ties: query order), until query_cut of them or query_mass of the positive weight.
+        heaviest = np.argsort(-raw[:num_terms], kind="mergesort")
+        positive = 0.0
+        for q in range(num_terms):
+            positive += max(np.float64(raw[q]), 0.0)
+        walk_terms = np.empty(min(query_cut, num_terms), dtype=np.int32)
+        walk_weights = np.empty(min(query_cut, num_terms), dtype=np.float32)
+        walked = 0
+        mass = 0.0
+        for h in range(min(query_cut, num_terms)):
             q = heaviest[h]
-            weight = weights[q]
-            if not weight > 0:
-                continue  # a non-positive weight cannot lift a document into the top-k
-            t = terms[q]
-            docs = pruned_docs[pruned_offsets[t]:pruned_offsets[t + 1]]
-            term_impacts = pruned_impacts[pruned_offsets[t]:pruned_offsets[t + 1]]
-            stats[0] += docs.shape[0]
-            for i in range(docs.shape[0]):
-                doc = np.int64(docs[i])
-                if masked and not allowed[doc]:
-                    continue
-                if accumulator[doc] == 0:
-                    touched[num_touched] = doc
-                    num_touched += 1
-                accumulator[doc] += weight * np.float32(term_impacts[i])
-        stats[1] = num_touched
-        wanted = max(candidates, k)
-        # Candidates: the `wanted` best partial scores, found with a histogram of the partial scores (linear
-        # passes, no swaps); in the boundary bucket, the first documents touched fill the remaining room.
-        cutoff_bucket = -1
-        room = num_touched
-        bucket_scale = 0.0
-        if num_touched > wanted:
-            top = np.float32(0)
-            for i in range(num_touched):
-                top = max(top, accumulator[touched[i]])
-            bucket_scale = (HISTOGRAM_BUCKETS - 1) / np.float64(top)
-            histogram = np.zeros(HISTOGRAM_BUCKETS, dtype=np.int64)
-            for i in range(num_touched):
-                histogram[np.int64(accumulator[touched[i]] * bucket_scale)] += 1
-            above = 0
-            cutoff_bucket = HISTOGRAM_BUCKETS - 1
-            while above + histogram[cutoff_bucket] < wanted:
-                above += histogram[cutoff_bucket]
-                cutoff_bucket -= 1
-            room = wanted - above
-        chosen = np.empty(min(wanted, num_touched), dtype=np.int64)
-        num_chosen = 0
-        for i in range(num_touched):
-            doc = touched[i]
-            partial = accumulator[doc]
-            accumulator[doc] = 0
-            if cutoff_bucket >= 0:
-                bucket = np.int64(partial * bucket_scale)
-                if bucket < cutoff_bucket:
-                    continue
-                if bucket == cutoff_bucket:
-                    if room == 0:
-                        continue
-                    room -= 1
-            chosen[num_chosen] = doc
-            num_chosen += 1
-        # Rescoring, with the forward rows of the documents PREFETCH_AHEAD places later loading meanwhile.
-        match_pos = np.empty(num_terms, dtype=np.int64)
-        match_val = np.empty(num_terms, dtype=np.float32)
+            if not raw[q] > 0:
+                break  # a non-positive weight cannot lift a document into the top-k
+            walk_terms[walked] = terms[q]
+            walk_weights[walked] = raw[q]
+            walked += 1
+            mass += np.float64(raw[q])
+            if mass >= query_mass * positive:
+                break
+        stats[1] = walked
+        ranges = range_starts.shape[1] - 1
+        chosen, _, postings = score_blocked16(pruned_docs, pruned_impacts, range_starts, range_size,
+                                              num_documents, walk_terms[:walked], walk_weights[:walked], scale,
+                                              max(candidates, k), accumulator, allowed, np.int64(0),
+                                              np.int64(ranges), None, np.int64(0))
+        stats[0] = postings
+        # Rank the candidates by a dense-query dot product (one gather a row entry, no branch), with the forward
+        # rows of the candidates PREFETCH_AHEAD places later loading meanwhile.
+        num_chosen = chosen.shape[0]
         terms_address = forward_terms.ctypes.data
         impacts_address = forward_impacts.ctypes.data
+        impact_bytes = forward_impacts.itemsize
         for i in range(min(PREFETCH_AHEAD, num_chosen)):
-            prefetch_rows(chosen[i], doc_offsets, terms_address, impacts_address, forward_impacts.itemsize)
+            prefetch_rows(chosen[i], doc_offsets, terms_address, impacts_address, impact_bytes)
         for i in range(num_chosen):
             if i + PREFETCH_AHEAD < num_chosen:
                 prefetch_rows(chosen[i + PREFETCH_AHEAD], doc_offsets, terms_address, impacts_address,
-                              forward_impacts.itemsize)
+                              impact_bytes)
             doc = chosen[i]
-            stats[2] += 1
-            stats[3] += doc_offsets[doc + 1] - doc_offsets[doc]
+            lo, hi = doc_offsets[doc], doc_offsets[doc + 1]
+            stats[3] += hi - lo
+            score = np.float32(0)
+            for e in range(lo, hi):
+                score += dense_query[forward_terms[e]] * np.float32(forward_impacts[e])
+            if score > 0 and could_enter(heap_scores, size, k, score):
+                size = offer(heap_scores, heap_docs, size, k, score, doc)
+        stats[2] = num_chosen
+    docs, scores = sorted_hits(heap_scores, heap_docs, size)
+    if size > 0:
+        # The oracle's float32 formula and summation order for the returned scores; the dot products differ from
+        # them in the last bits at most, so the order is re-settled by an insertion sort over an almost sorted
+        # array (score descending, then document ascending).
+        match_pos = np.empty(num_terms, dtype=np.int64)
+        match_val = np.empty(num_terms, dtype=np.float32)
+        for i in range(size):
+            doc = docs[i]
             score = _exact_score(doc, doc_offsets, forward_terms, forward_impacts, query_positions, weights,
                                  match_pos, match_val)
-            if score > 0:
-                size = offer(heap_scores, heap_docs, size, k, score, doc)
+            j = i
+            while j > 0 and (scores[j - 1] < score or (scores[j - 1] == score and docs[j - 1] > doc)):
+                scores[j] = scores[j - 1]
+                docs[j] = docs[j - 1]
+                j -= 1
+            scores[j] = score
+            docs[j] = doc
     for i in range(num_terms):
         query_positions[terms[i]] = -1
-    docs, scores = sorted_hits(heap_scores, heap_docs, size)
+        dense_query[terms[i]] = 0
     return docs, scores, stats
 
 
 def write_pruned(index: PrunedIndex, directory: str | os.PathLike, prefix: str, **parameters) -> dict:
     """Save every array as <directory>/<prefix><name>.npy; returns a JSON-able dict (parameters, counts, files)
-    for the index manifest."""
+    for the index manifest. The range size goes into the parameters: load_pruned needs it back."""
     directory = Path(directory)
     files = {}
-    for name, array in zip(FILES, index):
+    for name, array in zip(FILES, index.arrays()):
         path = directory / f"{prefix}{name}.npy"
-        np.save(path, np.ascontiguousarray(array))
+        np.save(path, np.ascontiguousarray(array).ravel())  # range_starts flat: the index format maps 1-D arrays
         files[name] = path.name
-    return {"parameters": parameters, "files": files,
+    return {"parameters": {**parameters, "range_size": index.range_size}, "files": files,
             "counts": {"documents": index.num_documents, "forward_postings": int(len(index.forward_terms)),
                        "kept_postings": int(len(index.pruned_docs)), "bytes": index.nbytes()}}
 
 
-def load_pruned(directory: str | os.PathLike, prefix: str, mmap: bool = True) -> PrunedIndex:
-    """Open the arrays written by write_pruned (memory-mapped by default)."""
+def load_pruned(directory: str | os.PathLike, prefix: str, range_size: int, vocab_size: int,
+                mmap: bool = True) -> PrunedIndex:
+    """Open the arrays written by write_pruned (memory-mapped by default); `range_size` as it recorded."""
     directory = Path(directory)
     arrays = []
     for name in FILES:
@@ -279,4 +294,17 @@ def load_pruned(directory: str | os.PathLike, prefix: str, mmap: bool = True) ->
         if not path.exists():
             raise FileNotFoundError(f"{path}: part of the pruned index is missing")
         arrays.append(np.load(path, mmap_mode="r" if mmap else None))
-    return PrunedIndex(*arrays)
+    return bound(*arrays, range_size, vocab_size)
+
+
+def bound(doc_offsets, forward_terms, forward_impacts, flat_range_starts, pruned_docs, pruned_impacts,
+          range_size: int, vocab_size: int) -> PrunedIndex:
+    """A PrunedIndex over arrays as written (range starts flat), after checking the range starts' length."""
+    _check_range("range_size", range_size, RANGE_SIZE_RANGE)
+    num_documents = len(doc_offsets) - 1
+    columns = num_ranges(num_documents, range_size) + 1
+    if len(flat_range_starts) != vocab_size * columns:
+        raise ValueError(f"{len(flat_range_starts)} range starts do not cut {num_documents} documents into ranges "
+                         f"of {range_size} for {vocab_size} terms")
+    return PrunedIndex(doc_offsets, forward_terms, forward_impacts, flat_range_starts.reshape(vocab_size, columns),
+                       pruned_docs, pruned_impacts, int(range_size))

@@ -124,11 +124,17 @@ def test_knob_limits():
         pruned_rescore.check_knobs(0, 100)
     with pytest.raises(ValueError, match="candidates must be in"):
         pruned_rescore.check_knobs(10, pruned_rescore.CANDIDATES_RANGE[1] + 1)
+    with pytest.raises(ValueError, match="query_mass must be in"):
+        pruned_rescore.check_knobs(10, 100, 1.5)
+    with pytest.raises(ValueError, match="query_mass must be in"):
+        pruned_rescore.check_knobs(10, 100, 0.0)
     with pytest.raises(ValueError, match="heap_factor must be in"):
         clustered.check_knobs(10, -0.5)
     c = collection("random", num_documents=100, seed=9)
     with pytest.raises(ValueError, match="n_postings must be in"):
         pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=1)
+    with pytest.raises(ValueError, match="range_size must be in"):
+        pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, range_size=1 << 17)
     with pytest.raises(ValueError, match="block_size must be in"):
         clustered.build_clustered(c.offsets, c.doc_numbers, c.impacts, c.num_documents, block_size=0)
     with pytest.raises(ValueError, match="cluster_size must be in"):
@@ -168,12 +174,18 @@ def test_a_cluster_is_cut_into_blocks_of_similar_documents():
 
 
 def test_write_and_load_round_trip(tmp_path):
-    c = collection("heavy", num_documents=800, seed=10)
+    c = collection("heavy", num_documents=2500, seed=10)
     index = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=40)
     info = pruned_rescore.write_pruned(index, tmp_path, "approx.", n_postings=40)
-    assert info["parameters"] == {"n_postings": 40} and info["counts"]["documents"] == 800
-    loaded = pruned_rescore.load_pruned(tmp_path, "approx.")
-    assert all(isinstance(a, np.memmap) for a in loaded)
+    assert info["parameters"] == {"n_postings": 40, "range_size": pruned_rescore.DEFAULT_RANGE_SIZE}
+    assert info["counts"]["documents"] == 2500
+    loaded = pruned_rescore.load_pruned(tmp_path, "approx.", info["parameters"]["range_size"], c.vocab_size)
+    cut = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=40,
+                                      range_size=1024)
+    pruned_rescore.write_pruned(cut, tmp_path, "cut.")
+    with pytest.raises(ValueError, match="range starts"):
+        pruned_rescore.load_pruned(tmp_path, "cut.", 2048, c.vocab_size)  # not the size it was cut with
+    assert all(isinstance(a, np.memmap) for a in loaded.arrays())
     t, w = c.queries[0]
     assert np.array_equal(pruned_rescore.search(loaded, t, w, c.scale, 10)[0],
                           pruned_rescore.search(index, t, w, c.scale, 10)[0])
@@ -184,7 +196,7 @@ def test_write_and_load_round_trip(tmp_path):
     assert np.array_equal(clustered.search(loaded, t, w, c.scale, 10)[0], clustered.search(cl, t, w, c.scale, 10)[0])
     (tmp_path / "approx.pruned_docs.npy").unlink()
     with pytest.raises(FileNotFoundError, match="pruned_docs"):
-        pruned_rescore.load_pruned(tmp_path, "approx.")
+        pruned_rescore.load_pruned(tmp_path, "approx.", pruned_rescore.DEFAULT_RANGE_SIZE, c.vocab_size)
 
 
 def test_global_pruning_keeps_the_highest_impacts_within_the_budget_and_the_cap():
@@ -352,3 +364,40 @@ def test_key_ends_are_16_bits_from_their_group_start_and_widen_only_when_a_group
     assert ends.dtype == np.uint32
     start, end = clustered.key_span(list_entry_offsets, starts, ends, 2, list_key_offsets[2], 40)
     assert end - start == 70_000
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["uint8", "uint16"])
+def test_pruned_rescore_walks_ranges_and_cuts_the_query_by_weight_mass(data, wide):
+    c = widened(data, seed=5) if wide else data
+    # Ranges of 1,024 documents: three or more ranges, so the walk crosses range boundaries.
+    index = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents,
+                                        n_postings=N_POSTINGS, range_size=1024)
+    assert index.range_starts.shape == (c.vocab_size, -(-c.num_documents // 1024) + 1)
+    assert index.pruned_impacts.dtype == c.impacts.dtype and index.forward_impacts.dtype == c.impacts.dtype
+    # Static pruning keeps each list's highest impacts, in document order.
+    for term in np.flatnonzero(np.diff(c.offsets) > N_POSTINGS)[:20]:
+        lo, hi = index.range_starts[term, 0], index.range_starts[term, -1]
+        assert hi - lo == N_POSTINGS
+        full = c.impacts[c.offsets[term]:c.offsets[term + 1]]
+        assert index.pruned_impacts[lo:hi].min() >= np.sort(full)[-N_POSTINGS]
+    scratch = pruned_rescore.new_scratch(c.num_documents, c.vocab_size, index.range_size)
+    recalls, walked = [], []
+    for term_ids, weights in c.queries:
+        exact = brute_force_scores(c, term_ids, weights)
+        expected, _ = brute_force_top_k(exact, 10)
+        docs, scores, stats = pruned_rescore.search(index, term_ids, weights, c.scale, 10, query_cut=1024,
+                                                    candidates=100, query_mass=0.9, scratch=scratch)
+        assert np.array_equal(scores.view(np.uint32), exact[docs].view(np.uint32))
+        assert np.array_equal(np.lexsort((docs, -scores)), np.arange(len(docs)))
+        recalls.append(len(np.intersect1d(docs, expected)) / max(1, len(expected)))
+        # The mass cut: the fewest heaviest terms whose weight reaches the fraction (positive weights only).
+        w = np.sort(weights[weights > 0])[::-1]
+        assert stats[1] == min(len(w), int(np.searchsorted(np.cumsum(w) / w.sum(), 0.9 * (1 - 1e-6))) + 1)
+        light = pruned_rescore.search(index, term_ids, weights, c.scale, 10, query_cut=1024, candidates=100,
+                                      query_mass=0.2, scratch=scratch)[2]
+        assert light[1] <= stats[1] and light[0] <= stats[0]
+        walked.append((stats[1], light[1]))
+        assert pruned_rescore.search(index, term_ids, weights, c.scale, 10, query_cut=2, candidates=100,
+                                     query_mass=1.0, scratch=scratch)[2][1] == min(2, len(w))
+    assert np.mean(recalls) >= RECALL_FLOOR["pruned_rescore"], f"recall@10 {np.mean(recalls):.3f}"
+    assert np.sum(walked, axis=0)[1] < np.sum(walked, axis=0)[0]  # a smaller mass walks fewer terms overall

@@ -139,16 +139,23 @@ def test_add_parts_rejects_a_negative_thread_count_and_an_index_the_part_cannot_
     bad = subprocess.run([sys.executable, "-m", "index_builder", "add-parts", "--index", str(small_index_dir),
                           "--scorer", "clustered", "--threads", "-1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--threads must be >= 0" in bad.stderr, bad.stderr
-    # pruned-rescore keeps uint8 rows: on a uint16 index its part is a clear error naming both dtypes.
+    # A forward index stores 16-bit term ids: a larger vocabulary is a clear error naming the limit.
     import scipy.sparse as sp
     matrix = sp.random(50, 40, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    huge_vocabulary = tmp_path / "huge_vocabulary"
+    build_index_from_csr(huge_vocabulary, matrix.indptr, matrix.indices, matrix.data, vocab_size=70000)
+    bad = subprocess.run([sys.executable, "-m", "index_builder", "add-parts", "--index", str(huge_vocabulary),
+                          "--scorer", "pruned-rescore"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "the vocabulary has 70000 terms" in bad.stderr, bad.stderr
+    assert "at most 65536" in bad.stderr
+    # Both approximate parts keep a uint16 index's impacts.
     wide = tmp_path / "wide"
     build_index_from_csr(wide, matrix.indptr, matrix.indices, matrix.data, vocab_size=40, impact_bits=16)
-    bad = subprocess.run([sys.executable, "-m", "index_builder", "add-parts", "--index", str(wide),
-                          "--scorer", "pruned-rescore"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "needs uint8 impacts, the index has uint16" in bad.stderr, bad.stderr
+    run_module("index_builder", "add-parts", "--index", str(wide), "--scorer", "pruned-rescore")
     run_module("index_builder", "add-parts", "--index", str(wide), "--scorer", "clustered", "--threads", "0")
     assert scorers.registered()["clustered"].for_index(open_index(wide)).arrays.forward_impacts.dtype == np.uint16
+    pruned = scorers.registered()["pruned-rescore"].for_index(open_index(wide)).arrays
+    assert pruned.pruned_impacts.dtype == np.uint16 and pruned.forward_impacts.dtype == np.uint16
     # A part written in an older layout is refused with what to do, not misread.
     manifest_path = wide / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -158,6 +165,11 @@ def test_add_parts_rejects_a_negative_thread_count_and_an_index_the_part_cannot_
         with pytest.raises(IndexFormatError,
                            match=f"layout version {old_version}; this engine reads version 5: rebuild it"):
             scorers.registered()["clustered"].for_index(open_index(wide))
+    manifest["parts"]["clustered"]["version"] = 5
+    manifest["parts"]["pruned_rescore"]["version"] = 1  # uint32 documents, no ranges
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="layout version 1; this engine reads version 2: rebuild it"):
+        scorers.registered()["pruned-rescore"].for_index(open_index(wide))
 
 
 @pytest.mark.parametrize("value, fragment", [(-1, "must be in [0, 100000000], got -1"),
