@@ -876,6 +876,26 @@ def _exact_score(doc, doc_offsets, fwd_terms, fwd_impacts, query_positions, weig
     return score
 
 
+@njit(nogil=True, cache=True)
+def rescore_in_order(docs, scores, doc_offsets, forward_terms, forward_impacts, query_positions, weights):
+    """Replace the dot-product scores of hits (best first) by the oracle's float32 formula and summation order;
+    the two differ in the last bits at most, so the order is re-settled by an insertion sort over an almost
+    sorted array (score descending, then document ascending)."""
+    match_pos = np.empty(weights.shape[0], dtype=np.int64)
+    match_val = np.empty(weights.shape[0], dtype=np.float32)
+    for i in range(docs.shape[0]):
+        doc = docs[i]
+        score = _exact_score(doc, doc_offsets, forward_terms, forward_impacts, query_positions, weights,
+                             match_pos, match_val)
+        j = i
+        while j > 0 and (scores[j - 1] < score or (scores[j - 1] == score and docs[j - 1] > doc)):
+            scores[j] = scores[j - 1]
+            docs[j] = docs[j - 1]
+            j -= 1
+        scores[j] = score
+        docs[j] = doc
+
+
 @njit(nogil=True, cache=True, inline="always")
 def _sift_down_max(order, keys, size, i):
     """Restore the max-heap (by keys[order[.]]) below position i."""
@@ -1078,23 +1098,7 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
         for i in range(scored_count):
             visited[scored[i] >> 3] = 0
     docs, scores = sorted_hits(heap_scores, heap_docs, size)
-    if size > 0:
-        # The oracle's float32 formula and summation order for the returned scores; the dense dot products
-        # differ from them in the last bits at most, so the order is re-settled by an insertion sort over an
-        # almost sorted array (score descending, then document ascending).
-        match_pos = np.empty(num_terms, dtype=np.int64)
-        match_val = np.empty(num_terms, dtype=np.float32)
-        for i in range(size):
-            doc = docs[i]
-            score = _exact_score(doc, doc_offsets, forward_terms, forward_impacts, query_positions, weights,
-                                 match_pos, match_val)
-            j = i
-            while j > 0 and (scores[j - 1] < score or (scores[j - 1] == score and docs[j - 1] > doc)):
-                scores[j] = scores[j - 1]
-                docs[j] = docs[j - 1]
-                j -= 1
-            scores[j] = score
-            docs[j] = doc
+    rescore_in_order(docs, scores, doc_offsets, forward_terms, forward_impacts, query_positions, weights[:num_terms])
     for i in range(num_terms):
         query_positions[terms[i]] = -1
         dense_query[terms[i]] = 0

@@ -33,7 +33,7 @@ from numba import njit
 
 from engine.kernels.blocked_exact import (DEFAULT_RANGE_SIZE, MAX_LOCAL_RANGE_SIZE, MIN_RANGE_SIZE,
                                           local_doc_numbers, num_ranges, prepare_ranges, score_blocked16)
-from engine.kernels.clustered import _exact_score, _top_postings, prefetch_rows
+from engine.kernels.clustered import _top_postings, prefetch_rows, rescore_in_order
 from engine.kernels.exact import NO_MASK
 from engine.kernels.forward_index import build_forward
 from engine.topk import could_enter, offer, sorted_hits
@@ -247,23 +247,8 @@ def search_pruned(doc_offsets, forward_terms, forward_impacts, range_starts, pru
                 size = offer(heap_scores, heap_docs, size, k, score, doc)
         stats[2] = num_chosen
     docs, scores = sorted_hits(heap_scores, heap_docs, size)
-    if size > 0:
-        # The oracle's float32 formula and summation order for the returned scores; the dot products differ from
-        # them in the last bits at most, so the order is re-settled by an insertion sort over an almost sorted
-        # array (score descending, then document ascending).
-        match_pos = np.empty(num_terms, dtype=np.int64)
-        match_val = np.empty(num_terms, dtype=np.float32)
-        for i in range(size):
-            doc = docs[i]
-            score = _exact_score(doc, doc_offsets, forward_terms, forward_impacts, query_positions, weights,
-                                 match_pos, match_val)
-            j = i
-            while j > 0 and (scores[j - 1] < score or (scores[j - 1] == score and docs[j - 1] > doc)):
-                scores[j] = scores[j - 1]
-                docs[j] = docs[j - 1]
-                j -= 1
-            scores[j] = score
-            docs[j] = doc
+    # The k kept: the oracle's formula, so returned scores are exact (the dot products may differ in last bits).
+    rescore_in_order(docs, scores, doc_offsets, forward_terms, forward_impacts, query_positions, weights[:num_terms])
     for i in range(num_terms):
         query_positions[terms[i]] = -1
         dense_query[terms[i]] = 0
