@@ -46,8 +46,9 @@ from engine.index_format import open_index  # noqa: E402
 
 from engine.kernels.exact import score_exact  # noqa: E402
 
-# pruned rescoring: (query_mass, candidates) for each k
-PRUNED_CONFIGS = {10: [(0.7, 200), (0.7, 300), (0.8, 300)], 1000: [(0.8, 2000), (0.9, 1500), (0.9, 2000)]}
+# pruned rescoring: (query_mass, candidates, max_postings) for each k
+PRUNED_CONFIGS = {10: [(0.7, 300, 0), (0.8, 300, 0), (0.8, 500, 800_000)],
+                  1000: [(0.8, 2000, 0), (0.9, 1500, 0), (0.9, 2000, 0)]}
 CLUSTERED_CONFIGS = ((10, 1.0, 0), (10, 0.9, 0), (10, 0.8, 0), (10, 0.7, 0), (15, 0.8, 0), (20, 0.7, 0))
 
 
@@ -213,11 +214,11 @@ def add_pruned(engines, args, queries, offsets, docs, impacts, n, scale) -> None
     print(f"pruned rescoring: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
     pruned_scratch = pruned_rescore.new_scratch(n, VOCAB_SIZE, pruned.range_size)
     for k in args.k:
-        for mass, cand in (args.pruned_configs or {}).get(k, PRUNED_CONFIGS[k]):
-            engines[f"pruned mass={mass} C={cand} k={k}"] = (
-                lambda i, kk, mass=mass, cand=cand: pruned_rescore.search_pruned(
+        for mass, cand, cap in (args.pruned_configs or {}).get(k, PRUNED_CONFIGS[k]):
+            engines[f"pruned mass={mass} C={cand}" + (f" cap={cap}" if cap else "") + f" k={k}"] = (
+                lambda i, kk, mass=mass, cand=cand, cap=cap: pruned_rescore.search_pruned(
                     *pruned.arrays(), pruned.range_size, *queries[i], scale, kk, pruned_rescore.QUERY_CUT_RANGE[1],
-                    np.float64(mass), cand, *pruned_scratch)[0], info)
+                    np.float64(mass), cand, *pruned_scratch, pruned_rescore.NO_MASK, cap)[0], info)
 
 
 def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection,
@@ -338,10 +339,10 @@ def _config(text: str) -> tuple[int, float, int]:
     return int(cut), float(factor), int(cap[0]) if cap else 0
 
 
-def _pruned_configs(text: str) -> tuple[int, float, int]:
-    """k:query_mass:candidates"""
-    k, mass, candidates = text.split(":")
-    return int(k), float(mass), int(candidates)
+def _pruned_configs(text: str) -> tuple[int, float, int, int]:
+    """k:query_mass:candidates[:max_postings] (0 or absent: no cap)"""
+    k, mass, candidates, *cap = text.split(":")
+    return int(k), float(mass), int(candidates), int(cap[0]) if cap else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--range-sizes", type=int, nargs="*", default=[32768, 65536])
     parser.add_argument("--n-postings", type=int, default=pruned_rescore.DEFAULT_N_POSTINGS,
                         help="pruned rescoring: postings kept per term")
-    parser.add_argument("--pruned-configs", type=_pruned_configs, nargs="*", default=None, metavar="K:MASS:CANDIDATES",
+    parser.add_argument("--pruned-configs", type=_pruned_configs, nargs="*", default=None,
+                        metavar="K:MASS:CANDIDATES[:MAX_POSTINGS]",
                         help="pruned rescoring configurations (default: PRUNED_CONFIGS)")
     parser.add_argument("--no-pruned", dest="pruned", action="store_false")
     parser.add_argument("--no-clustered", dest="clustered", action="store_false",
@@ -389,10 +391,10 @@ def main(argv: list[str] | None = None) -> int:
                              "are rescaled by score_exact's mean over all passes / its mean in that pass")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
-    if args.pruned_configs is not None:  # k -> [(mass, candidates)]
+    if args.pruned_configs is not None:  # k -> [(mass, candidates, max_postings)]
         by_k: dict[int, list] = {}
-        for k, mass, candidates in args.pruned_configs:
-            by_k.setdefault(k, []).append((mass, candidates))
+        for k, mass, candidates, cap in args.pruned_configs:
+            by_k.setdefault(k, []).append((mass, candidates, cap))
         args.pruned_configs = by_k
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scorers-") as tmp:

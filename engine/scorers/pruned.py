@@ -45,6 +45,7 @@ class PrunedRescoreScorer(Scorer):
     impact_dtypes = ("uint8", "uint16")  # its pruned lists and forward rows keep the index's impacts
     recall_floor = 0.9  # recall@k at the default knobs in the shared differential test; `tune` for a target
     build_parameters = frozenset(BUILD_PARAMETERS)
+    work_cap = ("max_postings", "postings_traversed")
     part_versions = {PART: PART_VERSION}
     options = {
         "query_cut": OptionSpec(kernel.DEFAULT_QUERY_CUT, *kernel.QUERY_CUT_RANGE, integer=True,
@@ -53,6 +54,8 @@ class PrunedRescoreScorer(Scorer):
                                  description="fraction of the query's weight whose heaviest terms are walked"),
         "candidates": OptionSpec(kernel.DEFAULT_CANDIDATES, *kernel.CANDIDATES_RANGE, integer=True,
                                  description="documents rescored exactly from the forward index"),
+        "max_postings": OptionSpec(0, *kernel.MAX_POSTINGS_RANGE, integer=True,
+                                   description="work cap: pruned postings a query may walk (0: no cap)"),
     }
     description = ("Statically pruned posting lists of the heaviest query terms walked range by range (the "
                    "accumulator in L2), the best candidates rescored exactly from a forward index.")
@@ -104,7 +107,7 @@ class PrunedRescoreScorer(Scorer):
                                                    query.weights, np.float32(index.scale), int(k),
                                                    int(options["query_cut"]), np.float64(options["query_mass"]),
                                                    int(options["candidates"]), *scratch,
-                                                   masking.kernel_mask(allowed))
+                                                   masking.kernel_mask(allowed), int(options.get("max_postings", 0)))
         counters = {"postings_traversed": int(stats[0]), "terms_walked": int(stats[1]),
                     "documents_rescored": int(stats[2]), "forward_entries": int(stats[3])}
         if allowed is not None and len(docs) < k:

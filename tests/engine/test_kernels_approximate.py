@@ -401,3 +401,29 @@ def test_pruned_rescore_walks_ranges_and_cuts_the_query_by_weight_mass(data, wid
                                      query_mass=1.0, scratch=scratch)[2][1] == min(2, len(w))
     assert np.mean(recalls) >= RECALL_FLOOR["pruned_rescore"], f"recall@10 {np.mean(recalls):.3f}"
     assert np.sum(walked, axis=0)[1] < np.sum(walked, axis=0)[0]  # a smaller mass walks fewer terms overall
+
+
+def test_pruned_rescore_max_postings_caps_the_walk_at_whole_terms_and_keeps_scores_exact(data):
+    index = pruned_rescore.build_pruned(data.offsets, data.doc_numbers, data.impacts, data.num_documents,
+                                        n_postings=N_POSTINGS, range_size=1024)
+    lengths = index.range_starts[:, -1] - index.range_starts[:, 0]
+    scratch = pruned_rescore.new_scratch(data.num_documents, data.vocab_size, index.range_size)
+    capped_any = False
+    for term_ids, weights in data.queries:
+        search = lambda cap: pruned_rescore.search(index, term_ids, weights, data.scale, 10, query_mass=1.0,
+                                                   max_postings=cap, scratch=scratch)
+        free = search(0)
+        assert free[2][1] == np.count_nonzero(weights > 0)  # mass 1.0, no cap: every positive term
+        same = search(int(free[2][0]))  # a cap the walk fits in changes nothing
+        assert np.array_equal(same[0], free[0]) and np.array_equal(same[1], free[1])
+        cap = int(free[2][0]) // 3
+        docs, scores, stats = search(cap)
+        walked_by_weight = term_ids[np.argsort(-weights, kind="mergesort")][:stats[1]]
+        assert stats[0] == lengths[walked_by_weight].sum()  # whole lists of the heaviest terms ...
+        assert stats[0] <= cap or stats[1] == 1  # ... within the cap (the heaviest term always walks)
+        capped_any |= stats[1] < free[2][1]
+        exact = brute_force_scores(data, term_ids, weights)
+        assert np.array_equal(scores.view(np.uint32), exact[docs].view(np.uint32))
+    assert capped_any
+    with pytest.raises(ValueError, match="max_postings must be in"):
+        pruned_rescore.search(index, *data.queries[0], data.scale, 10, max_postings=-1)

@@ -50,7 +50,10 @@ def test_the_choice_holds_on_held_out_queries(pruned_index):
     rng = np.random.default_rng(3)
     tuning, held_out, fresh = (queries_for(rng, vocab, 150) for _ in range(3))
     config, measured = tune(index, PrunedRescoreScorer, tuning, held_out, k=10, target_recall=0.95)
-    assert len(measured) == len(PrunedRescoreScorer.tuning_grid())
+    grid = len(PrunedRescoreScorer.tuning_grid())
+    # The grid, then its best passing choice with postings caps (pruned-rescore has a work cap too).
+    assert grid < len(measured) <= grid + 4
+    assert all(set(m.options) == {"query_mass", "candidates", "max_postings"} for m in measured[grid:])
     assert config.scorer == "pruned-rescore" and config.k == 10 and config.queries == 150
     assert config.measured_recall >= 0.95 - TOLERANCE
     chosen = next(m for m in measured if m.options == config.options)
@@ -182,3 +185,16 @@ def test_max_documents_outside_its_limits_names_the_field(value, fragment):
     assert caught.value.field == "scorer_options.max_documents" and fragment in caught.value.message
     assert ClusteredScorer.resolve_options({"max_documents": 4000})["max_documents"] == 4000
     assert ClusteredScorer.resolve_options({})["max_documents"] == 0  # no cap unless asked or tuned
+
+
+def test_pruned_rescore_options_outside_their_limits_name_the_field():
+    from engine.errors import InvalidQueryError
+    for options, field, fragment in (({"max_postings": -1}, "max_postings", "must be in [0, 1099511627776]"),
+                                     ({"query_mass": 0}, "query_mass", "must be in [0.01, 1.0]"),
+                                     ({"query_mass": 1.5}, "query_mass", "must be in [0.01, 1.0]")):
+        with pytest.raises(InvalidQueryError) as caught:
+            PrunedRescoreScorer.resolve_options(options)
+        assert caught.value.field == f"scorer_options.{field}" and fragment in caught.value.message, caught.value
+    resolved = PrunedRescoreScorer.resolve_options({})
+    assert resolved["max_postings"] == 0 and resolved["query_mass"] == 0.8  # no cap unless asked or tuned
+    assert PrunedRescoreScorer.work_cap == ("max_postings", "postings_traversed")
