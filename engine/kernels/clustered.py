@@ -855,38 +855,27 @@ def prefetch_rows(doc, doc_offsets, terms_address, impacts_address, impact_bytes
 
 
 @njit(nogil=True, cache=True)
-def _exact_score(doc, doc_offsets, fwd_terms, fwd_impacts, query_positions, weights, match_pos, match_val):
-    """The oracle's float32 score of one document: products in float32, summed in query-term order."""
-    matches = 0
-    for j in range(doc_offsets[doc], doc_offsets[doc + 1]):
-        p = query_positions[fwd_terms[j]]
-        if p >= 0:
-            value = weights[p] * np.float32(fwd_impacts[j])
-            i = matches
-            while i > 0 and match_pos[i - 1] > p:
-                match_pos[i] = match_pos[i - 1]
-                match_val[i] = match_val[i - 1]
-                i -= 1
-            match_pos[i] = p
-            match_val[i] = value
-            matches += 1
-    score = np.float32(0)
-    for i in range(matches):
-        score += match_val[i]
-    return score
-
-
-@njit(nogil=True, cache=True)
 def rescore_in_order(docs, scores, doc_offsets, forward_terms, forward_impacts, query_positions, weights):
-    """Replace the dot-product scores of hits (best first) by the oracle's float32 formula and summation order;
-    the two differ in the last bits at most, so the order is re-settled by an insertion sort over an almost
-    sorted array (score descending, then document ascending)."""
-    match_pos = np.empty(weights.shape[0], dtype=np.int64)
-    match_val = np.empty(weights.shape[0], dtype=np.float32)
+    """Replace the dot-product scores of hits (best first) by the oracle's: float32 products summed in query-term
+    order. A row's products go into a slot per query position (terms of no query position into one spare slot,
+    a select instead of a branch), then the slots are summed in order: an absent term adds +0.0, which leaves a
+    float32 sum as it was, so the sum is the oracle's bit for bit. The two scores differ in the last bits at most,
+    so the order is re-settled by an insertion sort over an almost sorted array (score descending, then
+    document ascending)."""
+    spare = weights.shape[0]
+    slot_weights = np.zeros(spare + 1, dtype=np.float32)
+    slot_weights[:spare] = weights
+    products = np.zeros(spare + 1, dtype=np.float32)
     for i in range(docs.shape[0]):
         doc = docs[i]
-        score = _exact_score(doc, doc_offsets, forward_terms, forward_impacts, query_positions, weights,
-                             match_pos, match_val)
+        for e in range(doc_offsets[doc], doc_offsets[doc + 1]):
+            p = query_positions[forward_terms[e]]
+            slot = p if p >= 0 else spare
+            products[slot] = slot_weights[slot] * np.float32(forward_impacts[e])
+        score = np.float32(0)
+        for p in range(spare):
+            score += products[p]
+            products[p] = 0
         j = i
         while j > 0 and (scores[j - 1] < score or (scores[j - 1] == score and docs[j - 1] > doc)):
             scores[j] = scores[j - 1]
