@@ -57,7 +57,7 @@ class TunedConfig(_Strict):
     """A scorer configuration measured on sample queries and named by what it achieves (e.g. `recall99_k10`)."""
 
     scorer: str
-    options: dict[str, float] = Field(default_factory=dict)
+    options: dict[str, int | float] = Field(default_factory=dict)  # integer knobs stay integers
     k: int = Field(ge=1)
     target_recall: float = Field(gt=0, le=1)
     measured_recall: float = Field(ge=0, le=1)
