@@ -47,7 +47,12 @@ def sift_up(heap_scores, heap_docs, i):
 
 @njit(nogil=True, cache=True, inline="always")
 def could_enter(heap_scores, size, k, score):
-    """False when `offer` would surely leave the heap as it is: it is full and `score` is below its root."""
+    """False when `offer` would surely leave the heap as it is: it is full and `score` is below its root.
+
+    Kernels test this before they call `offer` in hot loops: a Numba call passing arrays pays a reference count
+    increment and decrement on each (~23 ns a hit). The test lives at the call sites because moving it into an
+    inlined `offer` (calling the heap update only past it) kept most of that cost: a one-term query of 62k
+    postings took 1.2 ms that way, 0.10 ms with the test at the call site."""
     return size < k or score >= heap_scores[0]
 
 
