@@ -1,4 +1,10 @@
-"""Top-k selection for the Numba scorers: a heap of the k best hits whose root is the current k-th best.
+"""Top-k selection for the Numba scorers, in two forms:
+
+- a heap of the k best hits whose root is the current k-th best (`offer`), for kernels that admit few hits;
+- a buffer of hit keys (`hit_key`, `push_key`, `best_hits`): a hit that beats the bar is appended; when the buffer
+  is full it keeps its k best (a partition, O(buffer)) and the k-th best becomes the bar. Where thousands of hits
+  enter (k or candidates in the thousands), appends cost less than heap sifts: the walk that keeps 2,000
+  candidates took 2.64 ms with the heap, 2.12 ms with the buffer (docs/index.md, "Eighth round").
 
 Rank order: score descending, ties to the lower document number (the engine's one tie rule).
 """
@@ -84,6 +90,66 @@ def sorted_hits(heap_scores, heap_docs, size):
         heap_scores[0] = heap_scores[size]
         heap_docs[0] = heap_docs[size]
         sift_down(heap_scores, heap_docs, size, 0)
+    return docs, scores
+
+
+# Hit keys: a positive float32 score's bits order as the scores do, so (score bits << 32) | (2^32 - 1 - document)
+# orders hits by the tie rule as plain integers (larger = better) for document numbers below 2^32.
+_LOW_WORD = np.uint64(0xFFFFFFFF)
+_SHIFT = np.uint64(32)
+
+
+def key_buffer(k: int):
+    """A key buffer for the k best hits: uint64[2k + 1024] (the spare room sets how often it is compacted)."""
+    return np.empty(2 * max(0, int(k)) + 1024, dtype=np.uint64)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def hit_key(score, doc):
+    """The key of a hit with a positive score (for a score <= 0 the order is not kept)."""
+    return (np.uint64(np.float32(score).view(np.uint32)) << _SHIFT) | (_LOW_WORD - np.uint64(doc))
+
+
+@njit(nogil=True, cache=True, inline="always")
+def key_score(key):
+    return np.uint32(key >> _SHIFT).view(np.float32)
+
+
+@njit(nogil=True, cache=True)
+def keep_best(keys, size, k):
+    """Keep the k best of keys[:size] in keys[:k] (any order); returns the k-th best key. Needs 0 < k <= size."""
+    part = np.partition(keys[:size], size - k)
+    keys[:k] = part[size - k:]
+    return part[size - k]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def push_key(keys, size, k, key, bar_key):
+    """Append a key that beats `bar_key`; compact when the buffer is full. Returns (size, bar_key).
+
+    Call sites test `score >= key_score(bar_key)` (a float compare) before they build the key, as with
+    `could_enter`."""
+    keys[size] = key
+    size += 1
+    if size == keys.shape[0]:
+        bar_key = keep_best(keys, size, k)
+        size = k
+    return size, bar_key
+
+
+@njit(nogil=True, cache=True)
+def best_hits(keys, size, k):
+    """The k best hits of keys[:size], best first: (document numbers int64, scores float32)."""
+    if size > k > 0:
+        keep_best(keys, size, k)
+    size = min(size, k)
+    top = np.sort(keys[:size])
+    docs = np.empty(size, dtype=np.int64)
+    scores = np.empty(size, dtype=np.float32)
+    for i in range(size):
+        key = top[size - 1 - i]
+        docs[i] = np.int64(_LOW_WORD - (key & _LOW_WORD))
+        scores[i] = key_score(key)
     return docs, scores
 
 

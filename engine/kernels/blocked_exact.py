@@ -20,9 +20,10 @@ Refinements of the 16-bit form (docs/index.md, "Faster exact scoring"; the uint3
   `local_doc_numbers()`): a range holds at most 65,536 documents, so the low 16 bits of a document number minus
   those of the range's first document (mod 2^16) is its place in the range. The posting loop then streams 3 bytes
   a posting instead of 5;
-- for k <= CHUNKED_SCAN_MAX_K its dense scan first takes the maximum of each chunk of SCAN_CHUNK scores and
-  looks at the chunk's scores one by one only when that maximum beats the current k-th best: the same
-  comparisons on the same scores in the same order, skipped only where none of them could succeed.
+- the top-k is a key buffer (engine/topk.py) rather than a heap: a hit above the bar is appended, and a full
+  buffer keeps its k best by a partition. The keys order hits by the tie rule, so the top-k is the same. It beat
+  the heap at every k measured, and the chunked scan (the maximum of each 64 scores compared first) that the heap
+  needed at small k (docs/index.md, "Eighth round").
 
 Intra-query threads (engine/scorers/blocked.py): both forms can walk a contiguous share of the ranges; threads
 walk the shares of one query at once, each with its own accumulator and heap, optionally skipping scores that
@@ -34,7 +35,8 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.exact import NO_MASK
-from engine.topk import could_enter, offer, sift_down, sift_up, sorted_hits
+from engine.topk import (best_hits, could_enter, hit_key, keep_best, key_score, offer, push_key, sift_down,
+                         sift_up, sorted_hits)
 
 # 32K documents x 4 bytes = 128 KB of accumulator: a quarter of the 512 KB L2 of the AMD EPYC this was
 # measured on (16K and 32K were best there, 64K and 128K slower), well inside the 2 MB L2 of the Intel Xeon of
@@ -44,11 +46,6 @@ MIN_RANGE_SIZE = 1024
 MAX_RANGE_SIZE = 1 << 22
 # In a range whose postings * SPARSE_FRACTION < range_size, walking the postings again beats scanning the slice.
 SPARSE_FRACTION = 8
-# Scores per chunk of the dense scan whose maximum is compared first (64 measured at least as fast as 256).
-SCAN_CHUNK = 64
-# Above this k the k-th best stays low for long, most chunks pass the first test and the two passes cost more
-# than they save: measured slower at k=1000 (docs/index.md), so larger k scans score by score as before.
-CHUNKED_SCAN_MAX_K = 100
 # Ranges of at most this many documents can be walked with 16-bit local document numbers.
 MAX_LOCAL_RANGE_SIZE = 1 << 16
 
@@ -87,24 +84,6 @@ def local_doc_numbers(doc_numbers: np.ndarray, chunk: int = 1 << 22) -> np.ndarr
     for lo in range(0, doc_numbers.shape[0], chunk):
         out[lo:lo + chunk] = doc_numbers[lo:lo + chunk]  # numpy's unsafe cast keeps the low bits
     return out
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _admit(heap_scores, heap_docs, size, k, score, doc, threshold):
-    """Put a hit that beats the k-th best (`threshold`) into the heap; returns (size, threshold)."""
-    if size < k:
-        heap_scores[size] = score
-        heap_docs[size] = doc
-        sift_up(heap_scores, heap_docs, size)
-        size += 1
-        if size == k:
-            threshold = heap_scores[0]
-    else:
-        heap_scores[0] = score
-        heap_docs[0] = doc
-        sift_down(heap_scores, heap_docs, size, 0)
-        threshold = heap_scores[0]
-    return size, threshold
 
 
 def score_blocked(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
@@ -200,9 +179,17 @@ def _share_bounds(range_starts, term_ids, shares):
 
 @njit(nogil=True, cache=True)
 def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
-                     k, accumulator, allowed, first_range, last_range, share_thresholds, share):
+                     k, accumulator, allowed, first_range, last_range, share_thresholds, share, pace=0.0):
     """The 16-bit form: `doc_numbers` are the low 16 bits (`local_doc_numbers`; range_size at most
-    MAX_LOCAL_RANGE_SIZE), with the chunked scan for k <= CHUNKED_SCAN_MAX_K; otherwise as `_score_blocked32`."""
+    MAX_LOCAL_RANGE_SIZE); the top-k is kept in a key buffer (engine/topk.py) instead of a heap. Otherwise as
+    `_score_blocked32`.
+
+    `pace` > 0 makes it approximate, for candidate generation (engine/kernels/pruned_rescore.py): after each
+    range the buffer keeps at most pace x k x (ranges walked / ranges) + 1 hits, the best. While the bar is still
+    low the first ranges would otherwise admit most of their documents: at 2,000 candidates the walk took 2.27 ms,
+    1.92-1.94 ms with pace 1.5-3 at the same recall@1000 (docs/index.md, "Eighth round"). It assumes the best
+    hits are spread over the ranges, not gathered in the first ones (documents in input order rather than sorted
+    by topic); 0 (exact) by default."""
     masked = allowed.shape[0] > 0
     # A document's place in its range: (stored number - the range's first document's stored number) & 0xFFFF.
     vocab_size = range_starts.shape[0]
@@ -221,10 +208,10 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
 
     k = min(k, num_documents)
     k = max(k, 0)
-    heap_scores = np.empty(k, dtype=np.float32)
-    heap_docs = np.empty(k, dtype=np.int64)
+    keys = np.empty(2 * k + 1024, dtype=np.uint64)  # engine.topk.key_buffer
     size = 0
-    threshold = np.float32(0)
+    bar_key = np.uint64(0)  # the k-th best key kept at the last compaction (0: none yet)
+    bar = np.float32(0)     # its score: a hit scoring below it cannot enter
     postings = 0
     for r in range(first_range, last_range):
         base = r * range_size
@@ -250,9 +237,11 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
         if k == 0:
             acc[:] = 0
             continue
+        # What a score must beat besides the bar: 0, or the bound the other shares give.
+        floor = _others_floor(share_thresholds, share)
         if touched * SPARSE_FRACTION < width:
             # Few documents touched: reach them through the postings; reading zeroes the entry, so a document
-            # is offered once with its full score. _offer compares document numbers, so order does not matter.
+            # is offered once with its full score. Keys compare document numbers, so order does not matter.
             for q in range(num_terms):
                 term = terms[q]
                 docs = doc_numbers[range_starts[term, r]:range_starts[term, r + 1]]
@@ -261,55 +250,29 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
                     score = acc[local]
                     if score > 0:
                         acc[local] = 0
-                        if masked and not allowed[local + base]:
-                            continue
-                        if could_enter(heap_scores, size, k, score):
-                            size = offer(heap_scores, heap_docs, size, k, score, local + base)
-            threshold = heap_scores[0] if size == k else np.float32(0)
-            if share_thresholds is not None:
-                if size == k:
-                    share_thresholds[share] = threshold
+                        if score >= bar and score > floor and (not masked or allowed[local + base]):
+                            key = hit_key(score, local + base)
+                            if key > bar_key:
+                                size, bar_key = push_key(keys, size, k, key, bar_key)
+                                bar = key_score(bar_key)
         else:
-            # Ascending document order and every kept hit has a lower number: '>' the k-th best is the test,
-            # and '>' the bound the other shares give (`bar`, the k-th best when there are none).
-            floor = _others_floor(share_thresholds, share)
-            bar = _bar(threshold, floor, share_thresholds)
-            if k <= CHUNKED_SCAN_MAX_K:
-                for start in range(0, width, SCAN_CHUNK):
-                    end = min(start + SCAN_CHUNK, width)
-                    best = np.float32(0)
-                    for local in range(start, end):
-                        best = max(best, acc[local])
-                    if best <= bar:
-                        continue  # no score of the chunk passes the test below
-                    for local in range(start, end):
-                        score = acc[local]
-                        if score > bar and (not masked or allowed[local + base]):
-                            size, threshold = _admit(heap_scores, heap_docs, size, k, score, local + base,
-                                                     threshold)
-                            bar = _bar(threshold, floor, share_thresholds)
-            else:
-                for local in range(width):
-                    score = acc[local]
-                    if score > bar and (not masked or allowed[local + base]):
-                        if size < k:
-                            heap_scores[size] = score
-                            heap_docs[size] = local + base
-                            sift_up(heap_scores, heap_docs, size)
-                            size += 1
-                            if size == k:
-                                threshold = heap_scores[0]
-                        else:
-                            heap_scores[0] = score
-                            heap_docs[0] = local + base
-                            sift_down(heap_scores, heap_docs, size, 0)
-                            threshold = heap_scores[0]
-                        bar = _bar(threshold, floor, share_thresholds)
-            if share_thresholds is not None:
-                if size == k:
-                    share_thresholds[share] = threshold
+            for local in range(width):
+                score = acc[local]
+                if score >= bar and score > floor and (not masked or allowed[local + base]):
+                    key = hit_key(score, local + base)
+                    if key > bar_key:
+                        size, bar_key = push_key(keys, size, k, key, bar_key)
+                        bar = key_score(bar_key)
             acc[:] = 0
-    docs, scores = sorted_hits(heap_scores, heap_docs, size)
+        if pace > 0:
+            quota = np.int64(k * pace * (r - first_range + 1) / (last_range - first_range)) + 1
+            if quota < k and size > 2 * quota:  # worth a compaction: the buffer holds far more than the quota
+                bar_key = keep_best(keys, size, quota)
+                size = quota
+                bar = key_score(bar_key)
+        if share_thresholds is not None and bar_key > 0:
+            share_thresholds[share] = bar
+    docs, scores = best_hits(keys, size, k)
     return docs, scores, postings
 
 

@@ -57,6 +57,8 @@ from numba import njit
 
 from engine.kernels.exact import NO_MASK
 from engine.kernels.forward_index import build_forward
+from engine.kernels.forward_scoring import (clear_query, new_query_positions, prefetch_rows, register_query,
+                                            rescore_in_order)
 from engine.kernels.prefetch import prefetch_address
 from engine.topk import could_enter, offer, sorted_hits
 
@@ -825,9 +827,9 @@ def _cluster_terms(offsets, doc_numbers, impacts, levels, doc_offsets, fwd_terms
 
 
 def new_scratch(num_documents: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-thread scratch for search_clustered: (query positions int32[V] = -1, dense query float32[V] = 0,
-    visited bitmap uint8[N/8] = 0)."""
-    return (np.full(vocab_size, -1, dtype=np.int32), np.zeros(vocab_size, dtype=np.float32),
+    """Per-thread scratch for search_clustered: (query positions, engine/kernels/forward_scoring.py, dense query
+    float32[V] = 0, visited bitmap uint8[N/8] = 0)."""
+    return (new_query_positions(vocab_size), np.zeros(vocab_size, dtype=np.float32),
             np.zeros((num_documents + 7) // 8, dtype=np.uint8))
 
 
@@ -842,47 +844,6 @@ def search(index: ClusteredIndex, term_ids: np.ndarray, term_weights: np.ndarray
     return search_clustered(*index, np.asarray(term_ids, dtype=np.int32), np.asarray(term_weights, np.float32),
                             np.float32(scale), int(k), int(query_cut), np.float32(heap_factor), *scratch, NO_MASK,
                             int(max_documents))
-
-
-@njit(nogil=True, cache=True, inline="always")
-def prefetch_rows(doc, doc_offsets, terms_address, impacts_address, impact_bytes):
-    """Start loading a document's forward row (uint16 terms, impacts of `impact_bytes`) into the cache."""
-    lo, hi = doc_offsets[doc], doc_offsets[doc + 1]
-    for offset in range(lo * 2, hi * 2, 64):
-        prefetch_address(terms_address + offset)
-    for offset in range(lo * impact_bytes, hi * impact_bytes, 64):
-        prefetch_address(impacts_address + offset)
-
-
-@njit(nogil=True, cache=True)
-def rescore_in_order(docs, scores, doc_offsets, forward_terms, forward_impacts, query_positions, weights):
-    """Replace the dot-product scores of hits (best first) by the oracle's: float32 products summed in query-term
-    order. A row's products go into a slot per query position (terms of no query position into one spare slot,
-    a select instead of a branch), then the slots are summed in order: an absent term adds +0.0, which leaves a
-    float32 sum as it was, so the sum is the oracle's bit for bit. The two scores differ in the last bits at most,
-    so the order is re-settled by an insertion sort over an almost sorted array (score descending, then
-    document ascending)."""
-    spare = weights.shape[0]
-    slot_weights = np.zeros(spare + 1, dtype=np.float32)
-    slot_weights[:spare] = weights
-    products = np.zeros(spare + 1, dtype=np.float32)
-    for i in range(docs.shape[0]):
-        doc = docs[i]
-        for e in range(doc_offsets[doc], doc_offsets[doc + 1]):
-            p = query_positions[forward_terms[e]]
-            slot = p if p >= 0 else spare
-            products[slot] = slot_weights[slot] * np.float32(forward_impacts[e])
-        score = np.float32(0)
-        for p in range(spare):
-            score += products[p]
-            products[p] = 0
-        j = i
-        while j > 0 and (scores[j - 1] < score or (scores[j - 1] == score and docs[j - 1] > doc)):
-            scores[j] = scores[j - 1]
-            docs[j] = docs[j - 1]
-            j -= 1
-        scores[j] = score
-        docs[j] = doc
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -929,26 +890,9 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
     masked = allowed.shape[0] > 0
     num_documents = doc_offsets.shape[0] - 1
     vocab = list_block_offsets.shape[0] - 1
-    scale32 = np.float32(scale)
-    nq = term_ids.shape[0]
-    terms = np.empty(nq, dtype=np.int64)
-    weights = np.empty(nq, dtype=np.float32)
-    raw = np.empty(nq, dtype=np.float32)
-    num_terms = 0
-    for q in range(nq):
-        term = term_ids[q]
-        if term < 0 or term >= vocab:
-            continue
-        if query_positions[term] >= 0:
-            for i in range(num_terms):
-                query_positions[terms[i]] = -1
-            raise ValueError("duplicate term id in the query")
-        query_positions[term] = num_terms
-        terms[num_terms] = term
-        raw[num_terms] = term_weights[q]
-        weights[num_terms] = np.float32(term_weights[q]) * scale32
-        dense_query[term] = weights[num_terms]
-        num_terms += 1
+    terms, raw, weights, num_terms = register_query(term_ids, term_weights, scale, vocab, query_positions)
+    for i in range(num_terms):
+        dense_query[terms[i]] = weights[i]
     stats = np.zeros(4, dtype=np.int64)
     k = max(0, min(k, num_documents))
     heap_scores = np.empty(k, dtype=np.float32)
@@ -1088,8 +1032,8 @@ def search_clustered(doc_offsets, forward_terms, forward_impacts, list_block_off
             visited[scored[i] >> 3] = 0
     docs, scores = sorted_hits(heap_scores, heap_docs, size)
     rescore_in_order(docs, scores, doc_offsets, forward_terms, forward_impacts, query_positions, weights[:num_terms])
+    clear_query(terms, num_terms, query_positions)
     for i in range(num_terms):
-        query_positions[terms[i]] = -1
         dense_query[terms[i]] = 0
     return docs, scores, stats
 

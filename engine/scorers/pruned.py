@@ -56,6 +56,9 @@ class PrunedRescoreScorer(Scorer):
                                  description="documents rescored exactly from the forward index"),
         "max_postings": OptionSpec(0, *kernel.MAX_POSTINGS_RANGE, integer=True,
                                    description="work cap: pruned postings a query may walk (0: no cap)"),
+        "range_quota": OptionSpec(kernel.DEFAULT_RANGE_QUOTA, *kernel.RANGE_QUOTA_RANGE,
+                                  description="candidates a document range may hold, in multiples of its even "
+                                              "share (0: no quota; for collections sorted by topic)"),
     }
     description = ("Statically pruned posting lists of the heaviest query terms walked range by range (the "
                    "accumulator in L2), the best candidates rescored exactly from a forward index.")
@@ -93,7 +96,7 @@ class PrunedRescoreScorer(Scorer):
         return [{"query_mass": mass, "candidates": cand} for mass in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
                 for cand in (50, 100, 200, 300, 500, 1000, 2000)]
 
-    def new_scratch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def new_scratch(self) -> tuple[np.ndarray, np.ndarray]:
         return kernel.new_scratch(self.index.num_documents, self.index.vocab_size, self.range_size)
 
     def search(self, query: SparseQuery, k: int, scratch: tuple[np.ndarray, np.ndarray],
@@ -107,7 +110,8 @@ class PrunedRescoreScorer(Scorer):
                                                    query.weights, np.float32(index.scale), int(k),
                                                    int(options["query_cut"]), np.float64(options["query_mass"]),
                                                    int(options["candidates"]), *scratch,
-                                                   masking.kernel_mask(allowed), int(options.get("max_postings", 0)))
+                                                   masking.kernel_mask(allowed), int(options.get("max_postings", 0)),
+                                                   np.float64(options.get("range_quota", kernel.DEFAULT_RANGE_QUOTA)))
         counters = {"postings_traversed": int(stats[0]), "terms_walked": int(stats[1]),
                     "documents_rescored": int(stats[2]), "forward_entries": int(stats[3])}
         if allowed is not None and len(docs) < k:

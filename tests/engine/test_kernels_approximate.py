@@ -427,3 +427,46 @@ def test_pruned_rescore_max_postings_caps_the_walk_at_whole_terms_and_keeps_scor
     assert capped_any
     with pytest.raises(ValueError, match="max_postings must be in"):
         pruned_rescore.search(index, *data.queries[0], data.scale, 10, max_postings=-1)
+
+
+def test_range_quota_keeps_a_walk_of_spread_candidates_and_is_refused_out_of_range(data):
+    """The quota (score_blocked16's `pace`) trims the candidates of early ranges: with the documents in input
+    order it changes little; a quota as large as the number of ranges never binds, so it equals no quota."""
+    index = pruned_rescore.build_pruned(data.offsets, data.doc_numbers, data.impacts, data.num_documents,
+                                        n_postings=N_POSTINGS, range_size=1024)
+    ranges = index.range_starts.shape[1] - 1
+    assert ranges >= 3
+    scratch = pruned_rescore.new_scratch(data.num_documents, data.vocab_size, index.range_size)
+    agree = []
+    for term_ids, weights in data.queries:
+        search = lambda quota: pruned_rescore.search(index, term_ids, weights, data.scale, 10, candidates=200,
+                                                     query_mass=1.0, range_quota=quota, scratch=scratch)
+        free, loose, quota = search(0.0), search(float(ranges)), search(3.0)
+        assert np.array_equal(free[0], loose[0]) and np.array_equal(free[1], loose[1])
+        exact = brute_force_scores(data, term_ids, weights)
+        assert np.array_equal(quota[1].view(np.uint32), exact[quota[0]].view(np.uint32))
+        agree.append(len(np.intersect1d(free[0], quota[0])) / max(1, len(free[0])))
+    assert np.mean(agree) >= 0.98, f"the quota changed {1 - np.mean(agree):.3f} of the top-10"
+    with pytest.raises(ValueError, match="range_quota must be in"):
+        pruned_rescore.search(index, *data.queries[0], data.scale, 10, range_quota=-1.0)
+
+
+def test_range_quota_loses_candidates_gathered_in_the_first_range_and_zero_turns_it_off():
+    """The documented limit: when a query's best documents all sit in the first range (a collection sorted by
+    topic), a quota of 3 keeps only ~3x that range's even share of the candidates; 0 keeps them all."""
+    num_documents, vocab, range_size = 8192, 50, 1024
+    rng = np.random.default_rng(2)
+    # Every document has term 0; the first 300 documents (all in range 0) have it with the highest impacts.
+    impacts = rng.integers(1, 100, size=num_documents).astype(np.uint8)
+    impacts[:300] = rng.integers(200, 255, size=300)
+    offsets = np.zeros(vocab + 1, dtype=np.int64)
+    offsets[1:] = num_documents
+    docs = np.arange(num_documents, dtype=np.uint32)
+    index = pruned_rescore.build_pruned(offsets, docs, impacts, num_documents, n_postings=num_documents,
+                                        range_size=range_size)
+    query = (np.array([0], np.int32), np.array([1.0], np.float32))
+    best = set(np.argsort(-impacts.astype(np.int64), kind="stable")[:200].tolist())
+    kept = {quota: set(pruned_rescore.search(index, *query, np.float32(1.0), 200, candidates=200,
+                                             range_quota=quota)[0].tolist()) for quota in (0.0, 3.0)}
+    assert kept[0.0] == best
+    assert len(kept[3.0] & best) < len(best)  # 3 x 200 x 1/8 + 1 = 76 candidates survive range 0

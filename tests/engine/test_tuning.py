@@ -191,10 +191,12 @@ def test_pruned_rescore_options_outside_their_limits_name_the_field():
     from engine.errors import InvalidQueryError
     for options, field, fragment in (({"max_postings": -1}, "max_postings", "must be in [0, 1099511627776]"),
                                      ({"query_mass": 0}, "query_mass", "must be in [0.01, 1.0]"),
-                                     ({"query_mass": 1.5}, "query_mass", "must be in [0.01, 1.0]")):
+                                     ({"query_mass": 1.5}, "query_mass", "must be in [0.01, 1.0]"),
+                                     ({"range_quota": -0.5}, "range_quota", "must be in [0.0, 1000.0]")):
         with pytest.raises(InvalidQueryError) as caught:
             PrunedRescoreScorer.resolve_options(options)
         assert caught.value.field == f"scorer_options.{field}" and fragment in caught.value.message, caught.value
     resolved = PrunedRescoreScorer.resolve_options({})
     assert resolved["max_postings"] == 0 and resolved["query_mass"] == 0.8  # no cap unless asked or tuned
+    assert resolved["range_quota"] == 3.0
     assert PrunedRescoreScorer.work_cap == ("max_postings", "postings_traversed")
