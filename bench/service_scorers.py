@@ -134,7 +134,8 @@ def main() -> None:
     args = parser.parse_args()
 
     configs = {k: args.config or DEFAULT_CONFIGS.get(k, DEFAULT_CONFIGS[10]) for k in args.k}
-    ensure_index(args.index, args.model, args.calibrated, args.tag, {parse_config(c)[0] for cs in configs.values() for c in cs})
+    scorers = {parse_config(c)[0] for cs in configs.values() for c in cs}
+    ensure_index(args.index, args.model, args.calibrated, args.tag, scorers)
     vectors = vector_queries(args.calibrated, args.tag, args.model, args.queries)
     env = {"SPLADE_MAX_QUERY_TERMS": "4096", "SPLADE_RECALL_SAMPLE_RATE": "0"}
     results = {}

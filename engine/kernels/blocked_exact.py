@@ -23,7 +23,10 @@ Refinements of the 16-bit form (docs/index.md, "Faster exact scoring"; the uint3
 - the top-k is a key buffer (engine/topk.py) rather than a heap: a hit above the bar is appended, and a full
   buffer keeps its k best by a partition. The keys order hits by the tie rule, so the top-k is the same. It beat
   the heap at every k measured, and the chunked scan (the maximum of each 64 scores compared first) that the heap
-  needed at small k (docs/index.md, "Eighth round").
+  needed at small k (docs/index.md, "Eighth round");
+- for k <= COUNTED_SCAN_MAX_K, once the bar has risen, the dense scan first counts each chunk's scores that
+  reach the bar (vectorized) and reads only the chunks that have one: the same tests on the same scores,
+  skipped only where none could pass.
 
 Intra-query threads (engine/scorers/blocked.py): both forms can walk a contiguous share of the ranges; threads
 walk the shares of one query at once, each with its own accumulator and heap, optionally skipping scores that
@@ -46,6 +49,11 @@ MIN_RANGE_SIZE = 1024
 MAX_RANGE_SIZE = 1 << 22
 # In a range whose postings * SPARSE_FRACTION < range_size, walking the postings again beats scanning the slice.
 SPARSE_FRACTION = 8
+# Up to this k, once the bar has risen, the dense scan first counts each chunk's passing scores (SCAN_CHUNK a
+# chunk). At k=10 it took the scan of a pruned walk from 0.46 to 0.29 ms a query; at 2,000 most chunks pass and
+# it cost more than it saved (docs/index.md, "Eighth round").
+COUNTED_SCAN_MAX_K = 512
+SCAN_CHUNK = 64
 # Ranges of at most this many documents can be walked with 16-bit local document numbers.
 MAX_LOCAL_RANGE_SIZE = 1 << 16
 
@@ -178,6 +186,19 @@ def _share_bounds(range_starts, term_ids, shares):
 
 
 @njit(nogil=True, cache=True)
+def _passing_counts(acc, bar, counts):
+    """counts[c] = how many scores of chunk c (SCAN_CHUNK of them) are >= bar; returns the number of chunks."""
+    chunks = -(-acc.shape[0] // SCAN_CHUNK)
+    for c in range(chunks):
+        chunk = acc[c * SCAN_CHUNK:min(acc.shape[0], (c + 1) * SCAN_CHUNK)]
+        passing = 0
+        for i in range(chunk.shape[0]):
+            passing += chunk[i] >= bar
+        counts[c] = passing
+    return chunks
+
+
+@njit(nogil=True, cache=True)
 def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_documents, term_ids, term_weights, scale,
                      k, accumulator, allowed, first_range, last_range, share_thresholds, share, pace=0.0):
     """The 16-bit form: `doc_numbers` are the low 16 bits (`local_doc_numbers`; range_size at most
@@ -213,6 +234,7 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
     bar_key = np.uint64(0)  # the k-th best key kept at the last compaction (0: none yet)
     bar = np.float32(0)     # its score: a hit scoring below it cannot enter
     postings = 0
+    counts = np.empty(-(-max(1, min(range_size, num_documents)) // SCAN_CHUNK), dtype=np.int64)
     for r in range(first_range, last_range):
         base = r * range_size
         stored_base = base & 0xFFFF
@@ -255,6 +277,19 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
                             if key > bar_key:
                                 size, bar_key = push_key(keys, size, k, key, bar_key)
                                 bar = key_score(bar_key)
+        elif k <= COUNTED_SCAN_MAX_K and bar_key > 0:
+            # Few of the range's scores can beat a risen bar: count each chunk's passing scores first (a loop
+            # LLVM vectorizes in its own function) and look only into the chunks that have one.
+            for c in range(_passing_counts(acc, bar, counts)):
+                if counts[c] > 0:
+                    for local in range(c * SCAN_CHUNK, min(width, (c + 1) * SCAN_CHUNK)):
+                        score = acc[local]
+                        if score >= bar and score > floor and (not masked or allowed[local + base]):
+                            key = hit_key(score, local + base)
+                            if key > bar_key:
+                                size, bar_key = push_key(keys, size, k, key, bar_key)
+                                bar = key_score(bar_key)
+            acc[:] = 0
         else:
             for local in range(width):
                 score = acc[local]

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.engine.kernel_collections import brute_force_scores, brute_force_top_k, collection, invert
+from tests.engine.kernel_collections import Collection, brute_force_scores, brute_force_top_k, collection, invert
 
-from engine.kernels.blocked_exact import (MIN_RANGE_SIZE, local_doc_numbers, prepare_ranges, score_blocked,
-                                          share_bounds)
+from engine.kernels.blocked_exact import (COUNTED_SCAN_MAX_K, MIN_RANGE_SIZE, local_doc_numbers, prepare_ranges,
+                                          score_blocked, share_bounds)
 
 from engine.kernels.exact import score_exact
 from engine.query import SparseQuery
@@ -215,3 +215,28 @@ def test_the_scorer_walks_the_16_bit_part_once_the_index_has_it(tmp_path):
         got, want = blocked_scorer.search(query, 10, scratch, {}), exact_scorer.search(query, 10, exact_scratch, {})
         assert got.doc_numbers.tolist() == want.doc_numbers.tolist()
         assert got.scores.tobytes() == want.scores.tobytes()
+
+
+@pytest.mark.parametrize("k", [1, 10, 512, 513])
+def test_the_counted_scan_and_compactions_keep_the_oracle_answer(k):
+    """Dense ranges and thousands of positive scores: the key buffer compacts, the bar rises, and from then on
+    (k <= COUNTED_SCAN_MAX_K) the scan counts each chunk's passing scores first. Few impact levels make ties
+    across chunks and ranges; a filter and shares run the same paths."""
+    assert COUNTED_SCAN_MAX_K == 512  # the parametrization straddles it
+    rng = np.random.default_rng(k)
+    num_documents, vocab = 12_000, 8
+    doc_of = np.repeat(np.arange(num_documents), 3)
+    term_of = rng.integers(0, vocab, size=len(doc_of))
+    keep = np.unique(doc_of * vocab + term_of, return_index=True)[1]
+    offsets, docs, impacts = invert(doc_of[keep], term_of[keep], rng.integers(1, 6, size=len(keep)), vocab)
+    c = Collection(offsets, docs, impacts, np.float32(0.25), num_documents, [])
+    term_ids, weights = np.arange(vocab, dtype=np.int32), np.linspace(2.0, 0.5, vocab).astype(np.float32)
+    got = blocked(c, term_ids, weights, k)
+    assert_bitwise_equal(got, oracle(c, term_ids, weights, k))
+    allowed = rng.random(num_documents) < 0.6
+    ranges = prepare_ranges(c.offsets, c.doc_numbers, c.num_documents, MIN_RANGE_SIZE)
+    masked = score_blocked(local_doc_numbers(c.doc_numbers), c.impacts, ranges, MIN_RANGE_SIZE, num_documents,
+                           term_ids, weights, c.scale, k, np.zeros(MIN_RANGE_SIZE, np.float32), allowed)
+    expected = score_exact(c.offsets, c.doc_numbers, c.impacts, term_ids, weights, c.scale, k,
+                           np.zeros(num_documents, np.float32), allowed)
+    assert_bitwise_equal(masked, expected)
