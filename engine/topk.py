@@ -128,7 +128,8 @@ def push_key(keys, size, k, key, bar_key):
     """Append a key that beats `bar_key`; compact when the buffer is full. Returns (size, bar_key).
 
     Call sites test `score >= key_score(bar_key)` (a float compare) before they build the key, as with
-    `could_enter`."""
+    `could_enter`. The blocked kernel writes these lines out instead of calling: the call (array arguments, even
+    inlined) cost ~10% of a walk that keeps 2,000 candidates (1.65 vs 1.51 ms)."""
     keys[size] = key
     size += 1
     if size == keys.shape[0]:

@@ -38,8 +38,8 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.exact import NO_MASK
-from engine.topk import (best_hits, could_enter, hit_key, keep_best, key_score, offer, push_key, sift_down,
-                         sift_up, sorted_hits)
+from engine.topk import (best_hits, could_enter, hit_key, keep_best, key_score, offer, sift_down, sift_up,
+                         sorted_hits)
 
 # 32K documents x 4 bytes = 128 KB of accumulator: a quarter of the 512 KB L2 of the AMD EPYC this was
 # measured on (16K and 32K were best there, 64K and 128K slower), well inside the 2 MB L2 of the Intel Xeon of
@@ -275,8 +275,12 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
                         if score >= bar and score > floor and (not masked or allowed[local + base]):
                             key = hit_key(score, local + base)
                             if key > bar_key:
-                                size, bar_key = push_key(keys, size, k, key, bar_key)
-                                bar = key_score(bar_key)
+                                keys[size] = key  # push_key written out (see there)
+                                size += 1
+                                if size == keys.shape[0]:
+                                    bar_key = keep_best(keys, size, k)
+                                    size = k
+                                    bar = key_score(bar_key)
         elif k <= COUNTED_SCAN_MAX_K and bar_key > 0:
             # Few of the range's scores can beat a risen bar: count each chunk's passing scores first (a loop
             # LLVM vectorizes in its own function) and look only into the chunks that have one.
@@ -287,8 +291,12 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
                         if score >= bar and score > floor and (not masked or allowed[local + base]):
                             key = hit_key(score, local + base)
                             if key > bar_key:
-                                size, bar_key = push_key(keys, size, k, key, bar_key)
-                                bar = key_score(bar_key)
+                                keys[size] = key  # push_key written out (see there)
+                                size += 1
+                                if size == keys.shape[0]:
+                                    bar_key = keep_best(keys, size, k)
+                                    size = k
+                                    bar = key_score(bar_key)
             acc[:] = 0
         else:
             for local in range(width):
@@ -296,8 +304,12 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
                 if score >= bar and score > floor and (not masked or allowed[local + base]):
                     key = hit_key(score, local + base)
                     if key > bar_key:
-                        size, bar_key = push_key(keys, size, k, key, bar_key)
-                        bar = key_score(bar_key)
+                        keys[size] = key  # push_key written out (see there)
+                        size += 1
+                        if size == keys.shape[0]:
+                            bar_key = keep_best(keys, size, k)
+                            size = k
+                            bar = key_score(bar_key)
             acc[:] = 0
         if pace > 0:
             quota = np.int64(k * pace * (r - first_range + 1) / (last_range - first_range)) + 1
