@@ -99,9 +99,10 @@ _LOW_WORD = np.uint64(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
 
 
-def key_buffer(k: int):
+@njit(nogil=True, cache=True)
+def key_buffer(k):
     """A key buffer for the k best hits: uint64[2k + 1024] (the spare room sets how often it is compacted)."""
-    return np.empty(2 * max(0, int(k)) + 1024, dtype=np.uint64)
+    return np.empty(2 * max(0, k) + 1024, dtype=np.uint64)
 
 
 @njit(nogil=True, cache=True, inline="always")

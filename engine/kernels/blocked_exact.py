@@ -38,8 +38,8 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.exact import NO_MASK
-from engine.topk import (best_hits, could_enter, hit_key, keep_best, key_score, offer, sift_down, sift_up,
-                         sorted_hits)
+from engine.topk import (best_hits, could_enter, hit_key, keep_best, key_buffer, key_score, offer, sift_down,
+                         sift_up, sorted_hits)
 
 # 32K documents x 4 bytes = 128 KB of accumulator: a quarter of the 512 KB L2 of the AMD EPYC this was
 # measured on (16K and 32K were best there, 64K and 128K slower), well inside the 2 MB L2 of the Intel Xeon of
@@ -229,7 +229,7 @@ def score_blocked16(doc_numbers, impacts, range_starts, range_size, num_document
 
     k = min(k, num_documents)
     k = max(k, 0)
-    keys = np.empty(2 * k + 1024, dtype=np.uint64)  # engine.topk.key_buffer
+    keys = key_buffer(k)
     size = 0
     bar_key = np.uint64(0)  # the k-th best key kept at the last compaction (0: none yet)
     bar = np.float32(0)     # its score: a hit scoring below it cannot enter

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from engine.kernels.prefetch import prefetch_address
-from engine.topk import best_hits, hit_key, key_score, push_key
+from engine.topk import best_hits, hit_key, key_buffer, key_score, push_key
 
 ABSENT = 65535
 MAX_QUERY_TERMS = ABSENT - 1  # positions 0..65533, so that the spare slot never collides with ABSENT
@@ -101,7 +101,7 @@ def rank_exact(candidates, k, doc_offsets, forward_terms, forward_impacts, query
     candidates ahead; `weights` are the registered query's oracle weights."""
     slot_weights, products = _slots(weights)
     k = max(0, min(k, candidates.shape[0]))
-    keys = np.empty(2 * k + 1024, dtype=np.uint64)  # engine.topk.key_buffer
+    keys = key_buffer(k)
     size = 0
     bar_key = np.uint64(0)
     bar = np.float32(0)
