@@ -18,7 +18,7 @@ against score_exact and against Seismic's fastest configuration with R@10 >= 0.9
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M --impact-bits 16 --k 10 --separate-passes \
         --clustered-configs 15:0.6 15:0.6:4000                            # one pass an engine (fairer)
     python bench/scorers.py --calibrated /tmp/calibrated --tags 1M --impact-bits 16 --k 10 --separate-passes \
-        --no-clustered --n-postings 50000 --pruned-configs 10:0.8:300:1000000  # pruned rescoring, work cap
+        --no-clustered --pruned-configs 10:0.8:300:1000000:0.3 1000:0.95:1700:0:0.1  # tiers, work cap
 
 Timings drift on shared machines: read the ratios, measured in the same run. In one pass, configurations of the
 same engine run each query one after another and warm the cache for each other (an engine with more
@@ -49,8 +49,8 @@ from engine.index_format import open_index  # noqa: E402
 from engine.kernels.exact import score_exact  # noqa: E402
 
 # pruned rescoring: (query_mass, candidates, max_postings) for each k
-PRUNED_CONFIGS = {10: [(0.7, 300, 0), (0.8, 300, 0), (0.8, 300, 1_000_000), (0.7, 300, 1_000_000)],
-                  1000: [(0.9, 2000, 0), (0.95, 1500, 0), (0.95, 2000, 0)]}
+PRUNED_CONFIGS = {10: [(0.8, 300, 1_000_000, 0.3), (0.7, 300, 1_000_000, 0.0), (0.8, 300, 1_000_000, 0.0)],
+                  1000: [(0.95, 1700, 0, 0.1), (0.95, 2000, 0, 0.1), (0.95, 2000, 0, 0.0)]}
 CLUSTERED_CONFIGS = ((10, 1.0, 0), (10, 0.9, 0), (10, 0.8, 0), (10, 0.7, 0), (15, 0.8, 0), (20, 0.7, 0))
 
 
@@ -210,17 +210,20 @@ def add_approximate(engines, args, queries, offsets, docs, impacts, n, scale, co
 
 def add_pruned(engines, args, queries, offsets, docs, impacts, n, scale) -> None:
     before, t0 = rss_mb(), time.perf_counter()
-    pruned = pruned_rescore.build_pruned(offsets, docs, impacts, n, n_postings=args.n_postings)
+    pruned = pruned_rescore.build_pruned(offsets, docs, impacts, n, n_postings=args.n_postings, tiers=args.tiers)
     info = {"build_s": time.perf_counter() - t0, "bytes": pruned.nbytes(), "rss_mb": rss_mb() - before,
-            "n_postings": args.n_postings}
+            "n_postings": args.n_postings, "tiers": list(args.tiers)}
     print(f"pruned rescoring: {info['bytes'] / 2**20:.0f} MiB, built in {info['build_s']:.1f} s", flush=True)
     pruned_scratch = pruned_rescore.new_scratch(n, VOCAB_SIZE, pruned.range_size)
     for k in args.k:
-        for mass, cand, cap in (args.pruned_configs or {}).get(k, PRUNED_CONFIGS[k]):
-            engines[f"pruned mass={mass} C={cand}" + (f" cap={cap}" if cap else "") + f" k={k}"] = (
-                lambda i, kk, mass=mass, cand=cand, cap=cap: pruned_rescore.search_pruned(
-                    *pruned.arrays(), pruned.range_size, *queries[i], scale, kk, pruned_rescore.QUERY_CUT_RANGE[1],
-                    np.float64(mass), cand, *pruned_scratch, pruned_rescore.NO_MASK, cap)[0], info)
+        for mass, cand, cap, cut in (args.pruned_configs or {}).get(k, PRUNED_CONFIGS[k]):
+            name = f"pruned mass={mass} C={cand}" + (f" cap={cap}" if cap else "") + f" tier_cut={cut}"
+            engines[f"{name} k={k}"] = (
+                lambda i, kk, mass=mass, cand=cand, cap=cap, cut=cut: pruned_rescore.search_pruned(
+                    *pruned.arrays(), pruned.range_size, pruned.tiers, *queries[i], scale, kk,
+                    pruned_rescore.QUERY_CUT_RANGE[1], np.float64(mass), cand, *pruned_scratch,
+                    pruned_rescore.NO_MASK, cap, np.float64(pruned_rescore.DEFAULT_RANGE_QUOTA), np.float64(cut))[0],
+                info)
 
 
 def add_clustered_and_seismic(engines, args, queries, offsets, docs, impacts, n, scale, collection,
@@ -341,10 +344,13 @@ def _config(text: str) -> tuple[int, float, int]:
     return int(cut), float(factor), int(cap[0]) if cap else 0
 
 
-def _pruned_configs(text: str) -> tuple[int, float, int, int]:
-    """k:query_mass:candidates[:max_postings] (0 or absent: no cap)"""
-    k, mass, candidates, *cap = text.split(":")
-    return int(k), float(mass), int(candidates), int(cap[0]) if cap else 0
+def _pruned_configs(text: str) -> tuple[int, float, int, int, float]:
+    """k:query_mass:candidates[:max_postings[:tier_cut]] (max_postings 0 or absent: no cap; tier_cut absent: the
+    default)"""
+    k, mass, candidates, *rest = text.split(":")
+    cap = int(rest[0]) if rest else 0
+    cut = float(rest[1]) if len(rest) > 1 else pruned_rescore.DEFAULT_TIER_CUT
+    return int(k), float(mass), int(candidates), cap, cut
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -358,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--range-sizes", type=int, nargs="*", default=[32768, 65536])
     parser.add_argument("--n-postings", type=int, default=pruned_rescore.DEFAULT_N_POSTINGS,
                         help="pruned rescoring: postings kept per term")
+    parser.add_argument("--tiers", type=int, nargs="*", default=list(pruned_rescore.DEFAULT_TIERS),
+                        help="pruned rescoring: where the lower impact tiers start (none: one tier)")
     parser.add_argument("--pruned-configs", type=_pruned_configs, nargs="*", default=None,
                         metavar="K:MASS:CANDIDATES[:MAX_POSTINGS]",
                         help="pruned rescoring configurations (default: PRUNED_CONFIGS)")
@@ -393,10 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                              "are rescaled by score_exact's mean over all passes / its mean in that pass")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
-    if args.pruned_configs is not None:  # k -> [(mass, candidates, max_postings)]
+    if args.pruned_configs is not None:  # k -> [(mass, candidates, max_postings, tier_cut)]
         by_k: dict[int, list] = {}
-        for k, mass, candidates, cap in args.pruned_configs:
-            by_k.setdefault(k, []).append((mass, candidates, cap))
+        for k, mass, candidates, cap, cut in args.pruned_configs:
+            by_k.setdefault(k, []).append((mass, candidates, cap, cut))
         args.pruned_configs = by_k
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-scorers-") as tmp:

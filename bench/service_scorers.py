@@ -34,10 +34,10 @@ from tests.support.server import running_service  # noqa: E402
 
 DEFAULT_CONFIGS = {
     10: ["exact", "exact-blocked",
-         "pruned-rescore:query_mass=0.8,candidates=300,max_postings=1000000",
-         "pruned-rescore:query_mass=0.7,candidates=300,max_postings=1000000"],
-    1000: ["exact", "exact-blocked", "pruned-rescore:query_mass=0.95,candidates=2000,max_postings=0",
-           "pruned-rescore:query_mass=0.9,candidates=2500,max_postings=0"],
+         "pruned-rescore:query_mass=0.8,candidates=300,max_postings=700000,tier_cut=0.3",
+         "pruned-rescore:query_mass=0.8,candidates=400,max_postings=600000,tier_cut=0.3"],
+    1000: ["exact", "exact-blocked", "pruned-rescore:query_mass=0.95,candidates=1700,max_postings=0,tier_cut=0.1",
+           "pruned-rescore:query_mass=0.95,candidates=2000,max_postings=0,tier_cut=0.1"],
 }
 PART_OF = {"exact-blocked": "blocked_exact", "pruned-rescore": "pruned_rescore", "clustered": "clustered"}
 
@@ -61,12 +61,14 @@ def ensure_index(index: Path, model: Path, calibrated: str, tag: str, scorers: s
         build_index_from_csr(index, collection.indptr, collection.term_ids, collection.weights,
                              vocab_size=VOCAB_SIZE, impact_bits=16, tokenizer_sha256=tokenizer_sha256)
         print(f"built {index} in {time.perf_counter() - started:.1f} s", flush=True)
+    from engine.scorers import registered
     for scorer in sorted(scorers):
         part = PART_OF.get(scorer)
         manifest = json.loads((index / "manifest.json").read_text())
-        if part is None or part in manifest.get("parts", {}):
+        present = manifest.get("parts", {}).get(part)
+        if part is None or (present and present["version"] == registered()[scorer].part_versions.get(part)):
             continue
-        print(f"adding the {part} part ...", flush=True)
+        print(f"adding the {part} part (layout {registered()[scorer].part_versions.get(part)}) ...", flush=True)
         subprocess.run([sys.executable, "-m", "index_builder", "add-parts", "--index", str(index), "--scorer",
                         scorer], cwd=REPO_ROOT, check=True)
 

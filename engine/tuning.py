@@ -95,7 +95,7 @@ def tune(index: InvertedIndex, scorer_cls: type[Scorer], tuning: list[SparseQuer
     scorer = scorer_cls.for_index(index)
     wanted = exact_top(index, tuning, k)
     measured = []
-    for options in scorer_cls.tuning_grid():
+    for options in scorer_cls.tuning_grid(index):
         measured.append(measure(scorer, tuning, wanted, k, options))
         if progress is not None:
             progress(measured[-1])

@@ -17,14 +17,21 @@ from engine import passages, scorers
 from engine.index_format import add_parts, open_index
 
 
-def parse_param(text: str) -> tuple[str, float]:
+def parse_param(text: str) -> tuple[str, float | list[float]]:
+    """NAME=NUMBER, or NAME=N1,N2,... for a list (NAME= for an empty one, e.g. tiers= for one tier)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
     try:
-        return name, float(value) if "." in value or "e" in value.lower() else int(value)
+        if "," in value or not value:
+            return name, [_number(item) for item in value.split(",") if item.strip()]
+        return name, _number(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a number or a list of numbers") from None
+
+
+def _number(text: str) -> float:
+    return float(text) if "." in text or "e" in text.lower() else int(text)
 
 
 def on_posting_rows(writer):

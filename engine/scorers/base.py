@@ -109,8 +109,9 @@ class Scorer(abc.ABC):
         return cls(index)
 
     @classmethod
-    def tuning_grid(cls) -> list[dict[str, Any]]:
-        """Candidate option sets for `tune`, cheapest first (an exact scorer has nothing to tune)."""
+    def tuning_grid(cls, index: InvertedIndex | None = None) -> list[dict[str, Any]]:
+        """Candidate option sets for `tune`, cheapest first (an exact scorer has nothing to tune); `index`: the
+        index they are for, when its parts change what is worth trying."""
         return [{}]
 
     @classmethod

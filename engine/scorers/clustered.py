@@ -120,7 +120,7 @@ class ClusteredScorer(Scorer):
         return [lambda index, staged: write_part(index, staged, checked, threads=threads)]
 
     @classmethod
-    def tuning_grid(cls) -> list[dict[str, Any]]:
+    def tuning_grid(cls, index: InvertedIndex | None = None) -> list[dict[str, Any]]:
         return [{"query_cut": cut, "heap_factor": factor} for cut in (5, 10, 15, 20, 30, 50)
                 for factor in (1.0, 0.8, 0.6, 0.4, 0.2)]
 

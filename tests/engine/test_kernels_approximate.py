@@ -14,14 +14,19 @@ from engine.kernels import clustered, pruned_rescore
 
 # Recall@10 floors of the test configurations below (measured 0.99-1.0 on these seeds; the floors leave room
 # for other seeds, not for bugs: a broken candidate cut or summary drops recall far below them).
-RECALL_FLOOR = {"pruned_rescore": 0.97, "clustered": 0.95}
+# The tiered part at its default tier cut measured 0.945-1.0 on seeds 7-9 (its lists here are 15-25 postings a
+# tier, so the cut bites harder than on real lists); the scorer declares 0.9.
+RECALL_FLOOR = {"pruned_rescore": 0.97, "pruned_rescore_tiers": 0.93, "clustered": 0.95}
 N_POSTINGS = 60  # well below the longest lists of every kind: the static pruning is exercised
+TIERS = (15, 35)  # three impact tiers of the 60 kept postings: 15, 20 and 25
 
 
 def build(kind_of_scorer, c):
-    if kind_of_scorer == "pruned_rescore":
+    if kind_of_scorer.startswith("pruned_rescore"):
+        tiers = TIERS if kind_of_scorer == "pruned_rescore_tiers" else ()
         index = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents,
-                                            n_postings=N_POSTINGS)
+                                            n_postings=N_POSTINGS, tiers=tiers)
+        assert index.tiers == len(tiers) + 1
         scratch = pruned_rescore.new_scratch(c.num_documents, c.vocab_size)
         return lambda t, w, k: pruned_rescore.search(index, t, w, c.scale, k, query_cut=30, candidates=100,
                                                      scratch=scratch)
@@ -39,7 +44,7 @@ def data(request):
     return c
 
 
-@pytest.mark.parametrize("scorer", ["pruned_rescore", "clustered"])
+@pytest.mark.parametrize("scorer", ["pruned_rescore", "pruned_rescore_tiers", "clustered"])
 def test_recall_floor_and_exact_scores(scorer, data):
     search = build(scorer, data)
     recalls = []
@@ -177,7 +182,9 @@ def test_write_and_load_round_trip(tmp_path):
     c = collection("heavy", num_documents=2500, seed=10)
     index = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=40)
     info = pruned_rescore.write_pruned(index, tmp_path, "approx.", n_postings=40)
-    assert info["parameters"] == {"n_postings": 40, "range_size": pruned_rescore.DEFAULT_RANGE_SIZE}
+    # The default tiers start past 40 postings: one tier.
+    assert info["parameters"] == {"n_postings": 40, "range_size": pruned_rescore.DEFAULT_RANGE_SIZE,
+                                  "tier_count": 1}
     assert info["counts"]["documents"] == 2500
     loaded = pruned_rescore.load_pruned(tmp_path, "approx.", info["parameters"]["range_size"], c.vocab_size)
     cut = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=40,
@@ -194,6 +201,14 @@ def test_write_and_load_round_trip(tmp_path):
     assert info["counts"]["blocks"] == len(cl.block_doc_offsets) - 1
     loaded = clustered.load_clustered(tmp_path, "clustered.")
     assert np.array_equal(clustered.search(loaded, t, w, c.scale, 10)[0], clustered.search(cl, t, w, c.scale, 10)[0])
+    tiered = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=40,
+                                         tiers=(10, 25))
+    assert pruned_rescore.write_pruned(tiered, tmp_path, "tiered.")["parameters"]["tier_count"] == 3
+    loaded = pruned_rescore.load_pruned(tmp_path, "tiered.", pruned_rescore.DEFAULT_RANGE_SIZE, c.vocab_size, 3)
+    assert np.array_equal(pruned_rescore.search(loaded, t, w, c.scale, 10)[0],
+                          pruned_rescore.search(tiered, t, w, c.scale, 10)[0])
+    with pytest.raises(ValueError, match="in 1 tiers"):
+        pruned_rescore.load_pruned(tmp_path, "tiered.", pruned_rescore.DEFAULT_RANGE_SIZE, c.vocab_size)
     (tmp_path / "approx.pruned_docs.npy").unlink()
     with pytest.raises(FileNotFoundError, match="pruned_docs"):
         pruned_rescore.load_pruned(tmp_path, "approx.", pruned_rescore.DEFAULT_RANGE_SIZE, c.vocab_size)
@@ -371,7 +386,7 @@ def test_pruned_rescore_walks_ranges_and_cuts_the_query_by_weight_mass(data, wid
     c = widened(data, seed=5) if wide else data
     # Ranges of 1,024 documents: three or more ranges, so the walk crosses range boundaries.
     index = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents,
-                                        n_postings=N_POSTINGS, range_size=1024)
+                                        n_postings=N_POSTINGS, range_size=1024, tiers=())
     assert index.range_starts.shape == (c.vocab_size, -(-c.num_documents // 1024) + 1)
     assert index.pruned_impacts.dtype == c.impacts.dtype and index.forward_impacts.dtype == c.impacts.dtype
     # Static pruning keeps each list's highest impacts, in document order.
@@ -405,7 +420,7 @@ def test_pruned_rescore_walks_ranges_and_cuts_the_query_by_weight_mass(data, wid
 
 def test_pruned_rescore_max_postings_caps_the_walk_at_whole_terms_and_keeps_scores_exact(data):
     index = pruned_rescore.build_pruned(data.offsets, data.doc_numbers, data.impacts, data.num_documents,
-                                        n_postings=N_POSTINGS, range_size=1024)
+                                        n_postings=N_POSTINGS, range_size=1024, tiers=())
     lengths = index.range_starts[:, -1] - index.range_starts[:, 0]
     scratch = pruned_rescore.new_scratch(data.num_documents, data.vocab_size, index.range_size)
     capped_any = False
@@ -470,3 +485,87 @@ def test_range_quota_loses_candidates_gathered_in_the_first_range_and_zero_turns
                                              range_quota=quota)[0].tolist()) for quota in (0.0, 3.0)}
     assert kept[0.0] == best
     assert len(kept[3.0] & best) < len(best)  # 3 x 200 x 1/8 + 1 = 76 candidates survive range 0
+
+
+def kept_postings(index, row):
+    """(document, impact) pairs of one row of a pruned part (a term's tier), the documents rebuilt from their
+    16-bit local numbers range by range; asserts they ascend within the row."""
+    pairs = []
+    for r in range(index.range_starts.shape[1] - 1):
+        lo, hi = index.range_starts[row, r], index.range_starts[row, r + 1]
+        base = r * index.range_size
+        local = (index.pruned_docs[lo:hi].astype(np.int64) - (base & 0xFFFF)) & 0xFFFF
+        assert np.all(local < index.range_size)
+        pairs.extend(zip((base + local).tolist(), index.pruned_impacts[lo:hi].tolist()))
+    assert all(a[0] < b[0] for a, b in zip(pairs, pairs[1:]))  # document order
+    return pairs
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["uint8", "uint16"])
+def test_impact_tiers_split_each_kept_list_by_impact_rank_in_document_order(data, wide):
+    c = widened(data, seed=6) if wide else data
+    whole = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS,
+                                        range_size=1024, tiers=())
+    index = pruned_rescore.build_pruned(c.offsets, c.doc_numbers, c.impacts, c.num_documents, n_postings=N_POSTINGS,
+                                        range_size=1024, tiers=TIERS)
+    tiers = len(TIERS) + 1
+    assert index.tiers == tiers and index.vocab_size == c.vocab_size
+    assert index.range_starts.shape == (c.vocab_size * tiers, whole.range_starts.shape[1])
+    ends = (*TIERS, N_POSTINGS)
+    assert np.count_nonzero(np.diff(c.offsets) > N_POSTINGS) > 0
+    for term in range(c.vocab_size):
+        length = min(int(c.offsets[term + 1] - c.offsets[term]), N_POSTINGS)
+        union, lowest_above = [], None
+        for tier in range(tiers):
+            row = term * tiers + tier
+            pairs = kept_postings(index, row)
+            assert len(pairs) == max(0, min(length, ends[tier]) - (ends[tier - 1] if tier else 0))
+            impacts = [impact for _, impact in pairs]
+            assert index.tier_max_impacts[row] == (max(impacts) if pairs else 0)
+            if pairs and lowest_above is not None:
+                assert max(impacts) <= lowest_above  # a lower tier holds lower (or tied) impacts
+            lowest_above = min(impacts) if pairs else lowest_above
+            union.extend(pairs)
+        # Together the tiers keep exactly the one-tier part's postings (the term's highest impacts).
+        assert sorted(union) == kept_postings(whole, term)
+
+
+def test_tier_cut_walks_lower_tiers_only_for_terms_whose_best_contribution_reaches_it(data):
+    whole = pruned_rescore.build_pruned(data.offsets, data.doc_numbers, data.impacts, data.num_documents,
+                                        n_postings=N_POSTINGS, range_size=1024, tiers=())
+    index = pruned_rescore.build_pruned(data.offsets, data.doc_numbers, data.impacts, data.num_documents,
+                                        n_postings=N_POSTINGS, range_size=1024, tiers=TIERS)
+    scratch = pruned_rescore.new_scratch(data.num_documents, data.vocab_size, index.range_size)
+    saved = []
+    for term_ids, weights in data.queries:
+        search = lambda part, cut: pruned_rescore.search(part, term_ids, weights, data.scale, 10, query_mass=1.0,
+                                                         candidates=100, tier_cut=cut, scratch=scratch)
+        every, cut_half, top_only = search(index, 0.0), search(index, 0.5), search(index, 1.0)
+        # Cut 0: every tier of every walked term, which is the one-tier part's walk.
+        assert every[2][0] == search(whole, 0.0)[2][0]
+        assert every[2][1] == cut_half[2][1] == top_only[2][1]  # the cut never drops a term, only tiers
+        assert top_only[2][0] <= cut_half[2][0] <= every[2][0]
+        # What cut 0.5 walks, computed from the tier maxima.
+        largest = max(float(w) * float(index.tier_max_impacts[t * index.tiers]) for t, w in zip(term_ids, weights)
+                      if w > 0)
+        expected = 0
+        for t, w in zip(term_ids, weights):
+            if not w > 0:
+                continue
+            for tier in range(index.tiers):
+                row = t * index.tiers + tier
+                if tier > 0 and float(w) * float(index.tier_max_impacts[row]) < 0.5 * largest:
+                    break
+                expected += index.range_starts[row, -1] - index.range_starts[row, 0]
+        assert cut_half[2][0] == expected
+        exact = brute_force_scores(data, term_ids, weights)
+        for docs, scores, _ in (every, cut_half, top_only):
+            assert np.array_equal(scores.view(np.uint32), exact[docs].view(np.uint32))
+        saved.append(every[2][0] - cut_half[2][0])
+    assert sum(saved) > 0  # the cut skips some lower tiers on this data
+    with pytest.raises(ValueError, match="tier_cut must be in"):
+        pruned_rescore.search(index, *data.queries[0], data.scale, 10, tier_cut=1.5)
+    for bad in ((0, 10), (30, 20), (10, 10)):
+        with pytest.raises(ValueError, match="tiers must be positive, ascending"):
+            pruned_rescore.build_pruned(data.offsets, data.doc_numbers, data.impacts, data.num_documents,
+                                        n_postings=N_POSTINGS, tiers=bad)

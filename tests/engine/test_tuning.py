@@ -13,6 +13,7 @@ from engine.errors import IndexFormatError
 from engine.index_format import add_parts, open_index
 from engine.query import SparseQuery
 from engine.scorers import ClusteredScorer, PrunedRescoreScorer
+from engine.scorers.pruned import parse_tiers
 from engine.tuning import TuningError, config_name, exact_top, measure, tune
 from index_builder.csr_index import build_index_from_csr
 from tests.conftest import run_module
@@ -65,6 +66,32 @@ def test_the_choice_holds_on_held_out_queries(pruned_index):
     assert again.recall >= 0.95 - TOLERANCE
 
 
+def test_a_tiered_part_tunes_the_tier_cut_too_and_the_choice_holds(tmp_path):
+    rng = np.random.default_rng(4)
+    matrix = zipf_collection(rng, 6000, 1500, 40)
+    out = tmp_path / "index"
+    build_index_from_csr(out, matrix.indptr, matrix.indices, matrix.data, vocab_size=matrix.shape[1])
+    add_parts(out, PrunedRescoreScorer.part_writers({"n_postings": 400, "tiers": "100,200"}))
+    index = open_index(out)
+    assert index.parts["pruned_rescore"].params["tier_count"] == 3
+    assert index.parts["pruned_rescore"].params["tiers"] == [100, 200]
+    grid = PrunedRescoreScorer.tuning_grid(index)
+    assert {options["tier_cut"] for options in grid} == {0.3, 0.1, 0.0}
+    assert len(grid) == 3 * len(PrunedRescoreScorer.tuning_grid())  # an index of one tier: no tier cut
+    tuning, held_out = (queries_for(rng, matrix.shape[1], 80) for _ in range(2))
+    config, measured = tune(index, PrunedRescoreScorer, tuning, held_out, k=10, target_recall=0.95)
+    assert "tier_cut" in config.options
+    assert config.measured_recall >= 0.95 - 0.03  # 80 queries a half: a wider margin than TOLERANCE
+    # A cut walks no more postings than the whole lists under the same other knobs.
+    work = {m.options["tier_cut"]: np.mean(m.work) for m in measured[:len(grid)]
+            if m.options["query_mass"] == 1.0 and m.options["candidates"] == 300}
+    assert work[0.3] <= work[0.1] <= work[0.0] and work[0.3] < work[0.0]
+    assert parse_tiers(200) == (200,) and parse_tiers("100,200") == (100, 200) and parse_tiers("") == ()
+    for tiers, fragment in (("abc", "tiers must be comma-separated"), ("50,20", "tiers must be positive")):
+        with pytest.raises(ValueError, match=fragment):
+            PrunedRescoreScorer.part_writers({"n_postings": 400, "tiers": tiers})
+
+
 def test_a_work_cap_is_tried_on_top_of_the_choice_and_kept_only_if_it_holds_the_target(pruned_index):
     out, vocab = pruned_index
     add_parts(out, ClusteredScorer.part_writers({"n_postings": 400}))
@@ -94,7 +121,7 @@ def test_an_unreachable_target_names_the_best_recall(pruned_index):
 
     class Weak(PrunedRescoreScorer):
         @classmethod
-        def tuning_grid(cls):
+        def tuning_grid(cls, index=None):
             return [{"query_cut": 1, "candidates": 10}, {"query_cut": 2, "candidates": 20}]
 
     with pytest.raises(TuningError, match=r"no configuration of 'pruned-rescore' reaches recall@10 0.999 .*"
@@ -169,10 +196,12 @@ def test_add_parts_rejects_a_negative_thread_count_and_an_index_the_part_cannot_
                            match=f"layout version {old_version}; this engine reads version 5: rebuild it"):
             scorers.registered()["clustered"].for_index(open_index(wide))
     manifest["parts"]["clustered"]["version"] = 5
-    manifest["parts"]["pruned_rescore"]["version"] = 1  # uint32 documents, no ranges
-    manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="layout version 1; this engine reads version 2: rebuild it"):
-        scorers.registered()["pruned-rescore"].for_index(open_index(wide))
+    for old_version in (1, 2):  # uint32 documents and no ranges; one tier
+        manifest["parts"]["pruned_rescore"]["version"] = old_version
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(IndexFormatError,
+                           match=f"layout version {old_version}; this engine reads version 3: rebuild it"):
+            scorers.registered()["pruned-rescore"].for_index(open_index(wide))
 
 
 @pytest.mark.parametrize("value, fragment", [(-1, "must be in [0, 100000000], got -1"),
@@ -192,11 +221,12 @@ def test_pruned_rescore_options_outside_their_limits_name_the_field():
     for options, field, fragment in (({"max_postings": -1}, "max_postings", "must be in [0, 1099511627776]"),
                                      ({"query_mass": 0}, "query_mass", "must be in [0.01, 1.0]"),
                                      ({"query_mass": 1.5}, "query_mass", "must be in [0.01, 1.0]"),
-                                     ({"range_quota": -0.5}, "range_quota", "must be in [0.0, 1000.0]")):
+                                     ({"range_quota": -0.5}, "range_quota", "must be in [0.0, 1000.0]"),
+                                     ({"tier_cut": 1.5}, "tier_cut", "must be in [0.0, 1.0]")):
         with pytest.raises(InvalidQueryError) as caught:
             PrunedRescoreScorer.resolve_options(options)
         assert caught.value.field == f"scorer_options.{field}" and fragment in caught.value.message, caught.value
     resolved = PrunedRescoreScorer.resolve_options({})
     assert resolved["max_postings"] == 0 and resolved["query_mass"] == 0.8  # no cap unless asked or tuned
-    assert resolved["range_quota"] == 3.0
+    assert resolved["range_quota"] == 3.0 and resolved["tier_cut"] == 0.2
     assert PrunedRescoreScorer.work_cap == ("max_postings", "postings_traversed")

@@ -132,11 +132,13 @@ def write_train_queries(scifact_dir, out):
 def test_tuned_approximate_scorer_keeps_ndcg_within_0005_of_exact(full_index, default_model_dir, scifact_dir,
                                                                   tmp_path):
     """Issue 10 acceptance: `pruned-rescore` tuned to recall@10 >= 0.99 on SciFact's TRAIN queries (static pruning
-    active: 1,000 postings a term) answers the 300 TEST queries with an nDCG@10 within 0.005 of the exact scorer's
-    on the same index, both through `python -m evaluation` (the Searcher) at k = 10."""
+    active: 1,000 postings a term, in impact tiers of 250, 250 and 500, so the tier cut is tuned too) answers the
+    300 TEST queries with an nDCG@10 within 0.005 of the exact scorer's on the same index, both through
+    `python -m evaluation` (the Searcher) at k = 10."""
     index_dir = Path(shutil.copytree(full_index, tmp_path / "full"))  # add-parts and tune change the index
     run_module("index_builder", "add-parts", "--index", str(index_dir), "--scorer", "pruned-rescore",
-               "--param", "n_postings=1000")
+               "--param", "n_postings=1000", "--param", "tiers=250,500")
+    assert open_index(index_dir).parts["pruned_rescore"].params["tier_count"] == 3
     queries, count = write_train_queries(scifact_dir, tmp_path / "train.jsonl")
     assert count > 700
     run_module("index_builder", "tune", "--index", str(index_dir), "--model", str(default_model_dir),
