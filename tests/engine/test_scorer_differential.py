@@ -6,6 +6,7 @@ the allowed documents), and every scorer then returns k hits whenever k allowed 
 deliberately wrong scorer of each kind (and one that filters after the search) shows that the check can fail."""
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from engine import scorers
 from engine.errors import IndexFormatError
 from engine.index_format import add_parts, open_index
 from engine.query import SparseQuery
+from engine.scorers import PrunedRescoreScorer
 from engine.scorers.base import Scorer, TopK
 from engine.scorers.exact import ExactScorer
 from index_builder.csr_index import build_index_from_csr
@@ -67,10 +69,11 @@ def _masks(num_documents: int) -> list[np.ndarray | None]:
     return [None] + [rng.random(num_documents) < share for share in MASK_SHARES]
 
 
-def check_against_oracle(scorer_cls: type[Scorer], index_dir, queries: list[SparseQuery]) -> dict[str, float]:
+def check_against_oracle(scorer_cls: type[Scorer], index_dir, queries: list[SparseQuery],
+                         part_params: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Raise AssertionError unless `scorer_cls` keeps its declared promise on these queries, without a mask and
-    with masks of every selectivity."""
-    writers = scorer_cls.part_writers()
+    with masks of every selectivity; its parts are built with `part_params` (None: the defaults)."""
+    writers = scorer_cls.part_writers(part_params)
     if writers:
         add_parts(index_dir, writers)
     index = open_index(index_dir)
@@ -126,6 +129,24 @@ def test_every_registered_scorer_keeps_its_promise(name, case, tmp_path):
             check_against_oracle(scorer_cls, index_dir, queries)
         return
     check_against_oracle(scorer_cls, index_dir, queries)
+
+
+# Postings kept a term for the tiered check: below the longest lists of each collection (random ~60 a term,
+# heavy-tailed longer, tie-heavy up to 323; tie-heavy at 60 falls to recall 0.47 with tiers and without them:
+# the top 60 of ~300 tied impacts are an arbitrary cut, a limit of static pruning itself).
+TIERED_N_POSTINGS = {"random": 50, "random-uint16": 50, "heavy-tailed": 60, "tie-heavy": 200}
+
+
+def test_pruned_rescore_keeps_its_promise_with_static_pruning_and_impact_tiers(case, tmp_path):
+    """At its defaults (100,000 postings a term, tiers from 10,000) these collections' lists are kept whole and
+    in one tier: the same promise with static pruning active and three tiers (a quarter, a quarter and a half of
+    the kept postings), at the default knobs."""
+    kind, index_dir, queries = case
+    n = TIERED_N_POSTINGS[kind]
+    copy = shutil.copytree(index_dir, tmp_path / "index")  # the module's index keeps its default parts
+    check_against_oracle(PrunedRescoreScorer, copy, queries, {"n_postings": n, "tiers": f"{n // 4},{n // 2}"})
+    part = open_index(copy).parts["pruned_rescore"].params
+    assert part["tier_count"] == 3 and part["kept_postings"] < open_index(copy).num_postings
 
 
 class _DropsTheLastTerm(ExactScorer):
