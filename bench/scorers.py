@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiers", type=int, nargs="*", default=list(pruned_rescore.DEFAULT_TIERS),
                         help="pruned rescoring: where the lower impact tiers start (none: one tier)")
     parser.add_argument("--pruned-configs", type=_pruned_configs, nargs="*", default=None,
-                        metavar="K:MASS:CANDIDATES[:MAX_POSTINGS]",
+                        metavar="K:MASS:CANDIDATES[:MAX_POSTINGS[:TIER_CUT]]",
                         help="pruned rescoring configurations (default: PRUNED_CONFIGS)")
     parser.add_argument("--no-pruned", dest="pruned", action="store_false")
     parser.add_argument("--no-clustered", dest="clustered", action="store_false",
