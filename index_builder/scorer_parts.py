@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0 (0: one per core), got {args.threads}")
     threads = args.threads or os.cpu_count() or 1
+    for name, value in args.param:
+        if isinstance(value, list) and name not in cls.list_build_parameters:
+            raise ValueError(f"--param {name}: one number expected, got a list {value} (lists: "
+                             f"{sorted(cls.list_build_parameters) or 'none'} for {args.scorer})")
     writers = [on_posting_rows(writer) for writer in cls.part_writers(dict(args.param), threads=threads)]
     if not writers and not args.set_default:
         print(f"{args.scorer} needs no optional part; nothing to do")

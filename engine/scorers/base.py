@@ -86,6 +86,8 @@ class Scorer(abc.ABC):
     # Names of the build-time parameters among its parts' recorded params (the rest are counts): a new
     # segment's part is built with the same ones (engine.lifecycle).
     build_parameters: ClassVar[frozenset[str]] = frozenset()
+    # Those of them that take a list of numbers (`add-parts --param NAME=1,2`); the others take one number.
+    list_build_parameters: ClassVar[frozenset[str]] = frozenset()
     # The index impact dtypes it serves (a part built on another raises IndexFormatError naming them).
     impact_dtypes: ClassVar[tuple[str, ...]] = ("uint8", "uint16")
     # The layout version of each part it reads; a part of the index in another version is refused.

@@ -64,6 +64,7 @@ class PrunedRescoreScorer(Scorer):
     impact_dtypes = ("uint8", "uint16")  # its pruned lists and forward rows keep the index's impacts
     recall_floor = 0.9  # recall@k at the default knobs in the shared differential test; `tune` for a target
     build_parameters = frozenset(BUILD_PARAMETERS)
+    list_build_parameters = frozenset({"tiers"})
     work_cap = ("max_postings", "postings_traversed")
     part_versions = {PART: PART_VERSION}
     options = {

@@ -169,6 +169,13 @@ def test_add_parts_rejects_a_negative_thread_count_and_an_index_the_part_cannot_
     bad = subprocess.run([sys.executable, "-m", "index_builder", "add-parts", "--index", str(small_index_dir),
                           "--scorer", "clustered", "--threads", "-1"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--threads must be >= 0" in bad.stderr, bad.stderr
+    # Lists only where the scorer takes one (pruned-rescore's tiers), and only numbers in them.
+    for scorer, param, fragment in (("clustered", "n_postings=1,2", "--param n_postings: one number expected"),
+                                    ("pruned-rescore", "tiers=10,x", "tiers: '10,x' is not a number or a list"),
+                                    ("pruned-rescore", "tiers=50,20", "tiers must be positive, ascending")):
+        bad = subprocess.run([sys.executable, "-m", "index_builder", "add-parts", "--index", str(small_index_dir),
+                              "--scorer", scorer, "--param", param], capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 2 and fragment in bad.stderr, bad.stderr
     # A forward index stores 16-bit term ids: a larger vocabulary is a clear error naming the limit.
     import scipy.sparse as sp
     matrix = sp.random(50, 40, density=0.2, format="csr", random_state=0, dtype=np.float32)
