@@ -108,3 +108,30 @@ async def test_search_threads_is_the_default_of_the_threads_option(in_process, s
     assert info["settings"]["search_threads"] == 2 and intra_query.max_threads() == 2
     assert info["scorers"]["details"]["exact-blocked"]["options"]["threads"] == {"default": 2, "min": 1, "max": 64}
     assert split["hits"] == exact["hits"] and split["postings_traversed"] == exact["postings_traversed"]
+
+
+async def test_tier_cut_over_http_is_served_listed_and_422_outside_its_limits(small_index_dir, service_settings,
+                                                                             serve_app, scifact_queries, tmp_path):
+    """The pruned-rescore part with impact tiers: /info lists `tier_cut` with its limits, a request may set it,
+    and a value outside [0, 1] is a 422 naming the field and the limit."""
+    import shutil
+
+    from engine.index_format import add_parts
+    from engine.scorers import PrunedRescoreScorer
+    index_dir = shutil.copytree(small_index_dir, tmp_path / "tiered")
+    add_parts(index_dir, PrunedRescoreScorer.part_writers({"n_postings": 40, "tiers": "10,20"}))
+    app = create_app(service_settings(index_dir=index_dir), searcher_factory=open_searcher)
+    async with serve_app(app) as client:
+        info = (await client.get("/info")).json()
+        body = {"query": scifact_queries[0], "k": 5, "scorer": "pruned-rescore"}
+        answers = [(await client.post("/search", json={**body, "scorer_options": {"tier_cut": cut}})).json()
+                   for cut in (0.0, 1.0)]
+        bad = await client.post("/search", json={**body, "scorer_options": {"tier_cut": 1.5}})
+    assert info["scorers"]["details"]["pruned-rescore"]["options"]["tier_cut"] == {"default": 0.2, "min": 0.0,
+                                                                                    "max": 1.0}
+    assert all(a["scorer"] == "pruned-rescore" and a["hits"] for a in answers)
+    # A cut of 1 walks only the tiers as strong as the query's best posting: never more than every tier.
+    assert answers[1]["postings_traversed"] <= answers[0]["postings_traversed"]
+    error = assert_error_shape(bad, 422, "validation_error")
+    assert error["details"][0]["field"] == "scorer_options.tier_cut" and "must be in [0.0, 1.0]" in error["message"]
+    assert error["details"][0]["limit"] == "0.0, 1.0"
